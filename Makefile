@@ -1,0 +1,32 @@
+# make sweep: set up .venv on first use, then run the quick-start sweep.
+# make test:  set up .venv on first use, then ruff and pytest.
+# The venv is rebuilt only when pyproject.toml changes.
+
+VENV := .venv
+STAMP := $(VENV)/.installed
+PY := $(VENV)/bin/python
+# The first Python >= 3.12 on PATH (pyenv's shims follow .python-version).
+BASE_PYTHON := $(shell for p in python3.12 python3.13 python3 python; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' \
+	2>/dev/null && echo $$p && break; done)
+
+.PHONY: sweep test lint clean
+
+sweep: $(STAMP)
+	$(PY) -m harness sweep experiments/quickstart.yaml
+
+test: $(STAMP) lint
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check harness tests benchmarks
+
+$(STAMP): pyproject.toml
+	@test -n "$(BASE_PYTHON)" || { echo "harness needs Python >= 3.12 (try: pyenv install 3.12)" >&2; exit 2; }
+	test -x $(PY) || $(BASE_PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) results

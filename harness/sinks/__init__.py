@@ -1,0 +1,1 @@
+"""Where a trial's metrics go. Each sink is a peer with the same three calls."""

@@ -1,0 +1,47 @@
+"""Progress on stderr: a bar over the sweep's trials and one line per finished trial."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from harness.trial import TrialResult, TrialSpec
+
+
+class ProgressSink:
+    def __init__(self, total: int, done: int, enabled: bool = True) -> None:
+        self.total, self.enabled = total, enabled
+        # The bar only draws on a terminal; the per-trial lines always print.
+        self.bar = tqdm(total=total, initial=done, unit="trial", file=sys.stderr,
+                        disable=True if not enabled else None, dynamic_ncols=True,
+                        leave=False)
+        self.done = done
+
+    def start(self, spec: TrialSpec) -> None:
+        self.bar.set_description(spec.run)
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        self.bar.set_postfix(epoch=step, test_acc=f"{metrics['test_acc']:.4f}")
+
+    def finish(self, result: TrialResult) -> None:
+        self.done += 1
+        self.bar.update(1)
+        if self.enabled:
+            tqdm.write(format_result(result, self.done, self.total), file=sys.stderr)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def format_result(result: TrialResult, done: int, total: int) -> str:
+    """One line: position, run, state, best accuracy and epoch, time, reason."""
+    width = len(str(total))
+    accs = [h["test_acc"] for h in result.history]
+    acc = f"best_test_acc {max(accs):.4f}" if accs else "no epoch finished"
+    epoch = f" (epoch {result.best_epoch})" if result.best_epoch else ""
+    reason = f"  {result.error}" if result.error else ""
+    return (f"[{done:>{width}}/{total}] {result.spec.run:<28} {result.state:<8} "
+            f"{acc}{epoch}  {result.duration_s:.1f}s{reason}")

@@ -1,0 +1,241 @@
+"""One sweep end to end: results directory, data, study, then claim -> run -> record.
+
+    outcome = run_sweep(config, SweepOptions(out=Path("results/lenet-grid")))
+
+Bad input (a config that does not match the results directory, a device or data set
+that cannot be had, a storage that cannot be opened) raises ConfigError or DataError
+before anything is written.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+import yaml
+from optuna.trial import TrialState
+
+from harness.config import Config, ConfigError, dump_config, identity, parse_config
+from harness.data import Dataset, load_dataset
+from harness.files import atomic_write_csv, atomic_write_text, file_lock
+from harness.models import build_model, model_summary
+from harness.results import finished_trials, write_results
+from harness.search import Search, make_pruner, make_sampler, total_points
+from harness.sinks.base import Sink
+from harness.sinks.progress import ProgressSink
+from harness.trial import TrialResult, resolve_device, run_trial
+
+DRY_RUN_BATCHES = 2  # a dry run trains this many batches of one epoch per trial
+OWNED = ("config.yaml", "study.db", "trials.csv", "history.csv", "summary.md", "tables",
+         "model_summary.csv", "tb", "checkpoints", "report.html", ".lock")
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C: what was done is saved; the interrupted trial runs again on resume."""
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    out: Path | None = None  # the results directory; None: results/<name>
+    storage: str | None = None  # an Optuna storage URL; None: SQLite in out/study.db
+    device: str | None = None  # overrides train.device
+    fresh: bool = False  # discard earlier results in out and in the storage
+    dry_run: bool = False  # every point for a few batches, in memory
+    progress: bool = True  # progress bar and one line per finished trial on stderr
+
+
+@dataclass
+class SweepOutcome:
+    out: Path
+    trials: pd.DataFrame  # trials.csv as a table
+    ran: int  # trials this process ran
+
+
+def run_sweep(config: Config, options: SweepOptions) -> SweepOutcome:
+    """Run or resume the sweep; raise SweepInterrupted on Ctrl-C after saving."""
+    if options.dry_run:
+        return _dry_run(config, options)
+    out = options.out or Path("results") / config.name
+    check_resumable(out, config, options.fresh)
+    device = resolve_device(options.device or config.train.device)
+    data = load_dataset(config.data, device)
+    storage = open_storage(options.storage or f"sqlite:///{out / 'study.db'}",
+                           out if options.storage is None else None)
+    if options.fresh:
+        _discard(out, storage, config.name)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", dump_config(config))
+    return _run(config, out, storage, data, options.progress)
+
+
+def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: Dataset,
+         progress_on: bool, max_batches: int | None = None) -> SweepOutcome:
+    model = _write_model_summary(config, out)
+    study = _open_study(config, storage)
+    search = Search(config, study, storage, max_batches)
+    done = len(finished_trials(study.get_trials(deepcopy=False)))
+    progress = ProgressSink(total_points(config), done, enabled=progress_on)
+    sinks: list[Sink] = [progress]
+    ran = 0
+    try:
+        while True:
+            with file_lock(out / ".lock"):
+                claim = search.claim()
+            if claim is None:
+                break
+            checkpoint = out / "checkpoints" / f"{claim.spec.run}.pt"
+            result = run_trial(claim.spec, data, sinks, checkpoint,
+                               _pruning(claim.trial, config))
+            _record(study, claim.trial, result, data)
+            ran += 1
+            write_results(out, study.get_trials(deepcopy=False), model)
+            if result.interrupted:
+                raise SweepInterrupted
+    finally:
+        progress.close()
+    table = write_results(out, study.get_trials(deepcopy=False), model)
+    return SweepOutcome(out=out, trials=table, ran=ran)
+
+
+def _pruning(trial: optuna.Trial, config: Config) -> Any:
+    metric = config.objective.metric
+
+    def on_epoch(metrics: dict[str, float]) -> bool:
+        trial.report(metrics[metric], int(metrics["epoch"]))
+        return trial.should_prune()
+
+    return on_epoch
+
+
+def _record(study: optuna.Study, trial: optuna.Trial, result: TrialResult,
+            data: Dataset) -> None:
+    """Store the result in the study (the source of every results file)."""
+    attrs = {"history": result.history, "hparams": result.spec.params, "error": result.error,
+             "duration_s": result.duration_s, "samples_per_s": result.samples_per_s,
+             "best_epoch": result.best_epoch, "value": result.value,
+             "device": str(data.device), "dataset": data.name}
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+    if result.state == "COMPLETE":
+        study.tell(trial, result.value)
+    else:
+        study.tell(trial, state=TrialState[result.state])
+
+
+def check_resumable(out: Path, config: Config, fresh: bool) -> None:
+    """Refuse to mix two configs' results in one directory."""
+    path = out / "config.yaml"
+    if fresh or not path.exists():
+        return
+    try:
+        old = identity(parse_config(yaml.safe_load(path.read_text())))
+    except (ConfigError, yaml.YAMLError):
+        old = {}
+    new = identity(config)
+    if old != new:
+        where = _first_difference(old, new) or "config.yaml"
+        raise ConfigError(
+            f"{out} holds a sweep of another config ({where} differs); rerun with --fresh "
+            "to discard it, or pass --out DIR for a new results directory")
+
+
+def open_storage(url: str, out: Path | None) -> optuna.storages.BaseStorage:
+    if url == ":memory:":
+        return optuna.storages.InMemoryStorage()
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    try:
+        return optuna.storages.RDBStorage(url)
+    except Exception as err:  # SQLAlchemy's errors vary by database
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"--storage: cannot open {url!r} ({reason}); give an Optuna "
+                          "storage URL such as sqlite:///study.db or "
+                          "postgresql://user:pass@host/db") from None
+
+
+def _open_study(config: Config, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    n_existing = 0
+    try:
+        existing = optuna.load_study(study_name=config.name, storage=storage)
+        n_existing = len(existing.trials)
+    except KeyError:
+        pass
+    study = optuna.create_study(
+        study_name=config.name, storage=storage, direction=config.objective.direction,
+        sampler=make_sampler(config, n_existing), pruner=make_pruner(config),
+        load_if_exists=True)
+    stored = study.user_attrs.get("config")
+    if stored is None:
+        study.set_user_attr("config", identity(config))
+    elif stored != identity(config):
+        where = _first_difference(stored, identity(config)) or "the config"
+        raise ConfigError(f"study {config.name!r} in the storage was made by another "
+                          f"config ({where} differs); rerun with --fresh to discard it")
+    return study
+
+
+def _write_model_summary(config: Config, out: Path) -> dict[str, int]:
+    table = model_summary(build_model(config.model))
+    atomic_write_csv(out / "model_summary.csv", table)
+    return {"params": int(table["params"].sum()), "mult_adds": int(table["mult_adds"].sum())}
+
+
+def _discard(out: Path, storage: optuna.storages.BaseStorage, name: str) -> None:
+    """--fresh: delete the study and the files a sweep writes, nothing else in `out`."""
+    try:
+        optuna.delete_study(study_name=name, storage=storage)
+    except KeyError:
+        pass
+    for entry in OWNED:
+        path = out / entry
+        if entry == "study.db":
+            continue  # the study inside was deleted; the open database file stays
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _dry_run(config: Config, options: SweepOptions) -> SweepOutcome:
+    """Every point for DRY_RUN_BATCHES batches of one epoch, in an in-memory study:
+    checks the whole path (data, model, optimizers, results files) in seconds. The
+    files go to --out when given, else to a temporary directory that is removed."""
+    if options.out is not None and (options.out / "config.yaml").exists():
+        raise ConfigError(f"--out: {options.out} holds a sweep; a dry run needs a new or "
+                          "empty directory")
+    device = resolve_device(options.device or config.train.device)
+    data = load_dataset(config.data, device)
+    with _dry_out(options.out) as out:
+        atomic_write_text(out / "config.yaml", dump_config(config))
+        return _run(config, out, open_storage(":memory:", None), data, options.progress,
+                    DRY_RUN_BATCHES)
+
+
+@contextmanager
+def _dry_out(out: Path | None) -> Iterator[Path]:
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        yield out
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="harness-dry-run-"))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _first_difference(old: Any, new: Any, path: str = "") -> str:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in list(old) + [k for k in new if k not in old]:
+            if old.get(key) != new.get(key):
+                return _first_difference(old.get(key), new.get(key), f"{path}.{key}"
+                                         if path else str(key))
+        return ""
+    return path

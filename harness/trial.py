@@ -1,0 +1,175 @@
+"""One trial: seed, model, optimizer, the epoch loop, timing, and failure -> a result.
+
+A trial never raises for a problem of its own: divergence and exceptions become a FAIL
+result with the reason, so the sweep goes on. Ctrl-C becomes a FAIL result marked
+`interrupted`, which the caller records before it stops.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.config import ConfigError
+from harness.data import Dataset
+from harness.files import atomic_torch_save
+from harness.models import build_model, build_optimizer
+from harness.sinks.base import Sink
+from harness.train import evaluate, train_epoch
+
+INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    number: int  # Optuna's trial number
+    run: str  # readable, sortable run name, e.g. 0007-adam-lr0.01-bs64-s0
+    params: dict[str, Any]  # lr, batch_size, optimizer, momentum, weight_decay
+    seed: int  # seeds the weights and the batch order
+    epochs: int
+    model: str = "lenet"
+    eval_batch_size: int = 1000
+    metric: str = "test_acc"  # the objective: its best epoch is the trial's best
+    maximize: bool = True
+    max_batches: int | None = None  # dry runs: train only this many batches per epoch
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    spec: TrialSpec
+    state: str  # COMPLETE | FAIL | PRUNED (Optuna's names)
+    history: list[dict[str, float]] = field(default_factory=list)  # one dict per epoch
+    error: str = ""  # why it failed: 'diverged: ...', an exception, 'interrupted'
+    duration_s: float = 0.0  # wall time of the whole trial
+    samples_per_s: float = 0.0  # training samples per second of training time
+    best_epoch: int | None = None  # epoch (1-based) with the best objective
+
+    @property
+    def value(self) -> float | None:
+        """The objective at the best epoch."""
+        if self.best_epoch is None:
+            return None
+        return self.history[self.best_epoch - 1][self.spec.metric]
+
+    @property
+    def interrupted(self) -> bool:
+        return self.error == INTERRUPTED
+
+
+# Called after every epoch with its metrics; returns True to prune the trial.
+EpochCallback = Callable[[dict[str, float]], bool]
+
+
+def run_trial(
+    spec: TrialSpec,
+    data: Dataset,
+    sinks: Sequence[Sink] = (),
+    checkpoint: Path | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> TrialResult:
+    """Train and evaluate one configuration; the best weights go to `checkpoint`."""
+    for sink in sinks:
+        sink.start(spec)
+    loop = _Loop(spec, data, sinks, on_epoch)
+    try:
+        state, error = loop.run()
+    except KeyboardInterrupt:
+        state, error = "FAIL", INTERRUPTED
+    except Exception as err:  # a failing trial is a result, not the end of the sweep
+        state, error = "FAIL", describe(err)
+    if checkpoint is not None and loop.best_state is not None:
+        atomic_torch_save(loop.best_state, checkpoint)
+    result = TrialResult(
+        spec=spec, state=state, history=loop.history, error=error,
+        duration_s=time.perf_counter() - loop.started, samples_per_s=loop.samples_per_s,
+        best_epoch=loop.best_epoch)
+    for sink in sinks:
+        sink.finish(result)
+    return result
+
+
+def describe(err: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+
+
+class _Loop:
+    """The epoch loop, keeping what a failure must not lose: history and best weights."""
+
+    def __init__(self, spec: TrialSpec, data: Dataset, sinks: Sequence[Sink],
+                 on_epoch: EpochCallback | None) -> None:
+        self.spec, self.data, self.sinks, self.on_epoch = spec, data, sinks, on_epoch
+        self.history: list[dict[str, float]] = []
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_epoch: int | None = None
+        self.started = time.perf_counter()
+        self.train_time = 0.0
+        self.train_samples = 0
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.train_samples / self.train_time if self.train_time > 0 else 0.0
+
+    def run(self) -> tuple[str, str]:
+        spec, data = self.spec, self.data
+        torch.manual_seed(spec.seed)
+        model = build_model(spec.model).to(data.device)
+        p = spec.params
+        optimizer = build_optimizer(p["optimizer"], model.parameters(), p["lr"],
+                                    p["momentum"], p["weight_decay"])
+        generator = torch.Generator().manual_seed(spec.seed)
+        for epoch in range(1, spec.epochs + 1):
+            t0 = time.perf_counter()
+            train_loss, seen = train_epoch(model, optimizer, data.x_train, data.y_train,
+                                           p["batch_size"], generator, spec.max_batches)
+            t1 = time.perf_counter()
+            self.train_time += t1 - t0
+            self.train_samples += seen
+            test_loss, test_acc = evaluate(model, data.x_test, data.y_test,
+                                           spec.eval_batch_size)
+            metrics = {"epoch": epoch, "train_loss": train_loss, "test_loss": test_loss,
+                       "test_acc": test_acc, "lr": p["lr"],
+                       "epoch_s": time.perf_counter() - t0,
+                       "elapsed_s": time.perf_counter() - self.started}
+            self.history.append(metrics)
+            for sink in self.sinks:
+                sink.log(metrics, epoch)
+            for name in ("train_loss", "test_loss"):
+                if not math.isfinite(metrics[name]):
+                    return "FAIL", f"diverged: {name.replace('_', ' ')} is " \
+                                   f"{metrics[name]} at epoch {epoch}"
+            if self._improved(metrics[spec.metric]):
+                self.best_epoch = epoch
+                self.best_state = {k: v.detach().to("cpu", copy=True)
+                                   for k, v in model.state_dict().items()}
+            if self.on_epoch is not None and self.on_epoch(metrics):
+                return "PRUNED", ""
+        return "COMPLETE", ""
+
+    def _improved(self, value: float) -> bool:
+        if self.best_epoch is None:
+            return True
+        best = self.history[self.best_epoch - 1][self.spec.metric]
+        return value > best if self.spec.maximize else value < best
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when present; asking for a device that is absent is bad input."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device: {name!r} but this machine has no CUDA device; use "
+                              "--device cpu or auto")
+        if (device.index or 0) >= torch.cuda.device_count():
+            raise ConfigError(f"device: {name!r} but there are only "
+                              f"{torch.cuda.device_count()} CUDA devices")
+    return device

@@ -1,0 +1,119 @@
+import socket
+import subprocess
+
+import optuna
+import pytest
+from conftest import small_config
+from optuna.trial import TrialState
+
+from harness.config import parse_config
+from harness.owner import is_dead_here, this_process
+from harness.search import DEAD, Search, grid_points, run_name, total_points
+
+
+def make_search(raw):
+    config = parse_config(raw)
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(study_name=config.name, storage=storage,
+                                direction=config.objective.direction)
+    return config, Search(config, study, storage)
+
+
+def run_all(search, state=TrialState.COMPLETE):
+    claims = []
+    while (claim := search.claim()) is not None:
+        claims.append(claim)
+        search.study.tell(claim.trial, 0.5 if state == TrialState.COMPLETE else None,
+                          state=state)
+    return claims
+
+
+def test_grid_points_cover_every_combination_and_seed_in_order():
+    config = parse_config(small_config(search={"seeds": [0, 1]}))
+    points = grid_points(config)
+    assert len(points) == 2 * 1 * 2 * 2 == total_points(config)
+    assert [(p.index, p.seed) for p in points[:4]] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert points[0].params == {"lr": 0.01, "batch_size": 32, "optimizer": "sgd"}
+    assert len({p.key for p in points}) == len(points)
+
+
+def test_a_grid_is_claimed_exactly_once_per_point():
+    config, search = make_search(small_config(search={"seeds": [0, 1]}))
+    claims = run_all(search)
+    assert len(claims) == 8
+    runs = [c.spec.run for c in claims]
+    assert runs[0] == "0000-sgd-lr0.01-bs32-s0" and runs[1] == "0000-sgd-lr0.01-bs32-s1"
+    assert len(set(runs)) == 8
+    # Unsearched hyperparameters come from train:.
+    assert claims[0].spec.params["momentum"] == config.train.momentum
+    assert search.claim() is None
+
+
+def test_failed_and_pruned_points_are_results_not_reruns():
+    _, search = make_search(small_config())
+    assert len(run_all(search, TrialState.FAIL)) == 4
+    assert search.claim() is None
+
+
+def test_an_interrupted_trial_is_claimed_again():
+    _, search = make_search(small_config())
+    first = search.claim()
+    first.trial.set_user_attr("error", "interrupted")
+    search.study.tell(first.trial, state=TrialState.FAIL)
+    again = search.claim()
+    assert again.spec.run == first.spec.run and again.spec.number != first.spec.number
+
+
+def dead_owner() -> str:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return f"{socket.gethostname()}:{process.pid}:1"
+
+
+def test_a_trial_left_running_by_a_dead_process_runs_again():
+    _, search = make_search(small_config())
+    orphan = search.claim()
+    orphan.trial.set_user_attr("owner", dead_owner())
+    retry = search.claim()  # the dead process's point comes first
+    assert retry.spec.run == orphan.spec.run
+    rest = run_all(search)  # the retry is owned by this live process: left alone
+    trials = {t.number: t for t in search.study.get_trials()}
+    assert trials[orphan.spec.number].state == TrialState.FAIL
+    assert trials[orphan.spec.number].user_attrs["error"] == DEAD
+    assert trials[retry.spec.number].state == TrialState.RUNNING
+    assert [c.spec.run for c in rest] == [
+        "0001-adam-lr0.01-bs32-s0", "0002-sgd-lr0.05-bs32-s0", "0003-adam-lr0.05-bs32-s0"]
+
+
+def test_owner_liveness():
+    assert not is_dead_here(this_process())
+    assert is_dead_here(dead_owner())
+    assert not is_dead_here("another-host:1:1")  # other machines: left to heartbeats
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_optuna_method_samples_n_trials_configurations_once_per_seed(sampler):
+    raw = small_config(search={"method": "optuna", "n_trials": 5, "sampler": sampler,
+                               "seeds": [0, 1], "space": {
+                                   "lr": {"low": 1e-4, "high": 0.1, "log": True},
+                                   "batch_size": {"low": 16, "high": 256, "log": True},
+                                   "optimizer": ["sgd", "adam"]}})
+    _, search = make_search(raw)
+    claims = run_all(search)
+    assert len(claims) == 10
+    by_index = {}
+    for claim in claims:
+        by_index.setdefault(claim.trial.user_attrs["index"], []).append(claim.spec)
+    assert len(by_index) == 5
+    for specs in by_index.values():
+        assert sorted(s.seed for s in specs) == [0, 1]
+        assert specs[0].params == specs[1].params
+        assert 1e-4 <= specs[0].params["lr"] <= 0.1
+        assert isinstance(specs[0].params["batch_size"], int)
+
+
+def test_run_names_are_readable_and_sortable():
+    params = {"optimizer": "adam", "lr": 0.01, "batch_size": 64, "momentum": 0.9,
+              "weight_decay": 1e-4}
+    assert run_name(7, params, 0, {"lr"}) == "0007-adam-lr0.01-bs64-s0"
+    assert run_name(12, params, 3, {"weight_decay"}) == "0012-adam-lr0.01-bs64-wd0.0001-s3"

@@ -1,0 +1,43 @@
+import torch
+
+from harness.config import DataConfig
+from harness.data import load_dataset
+from harness.models import LeNet
+from harness.train import evaluate, train_epoch
+
+CPU = torch.device("cpu")
+
+
+def test_loss_goes_down_on_synthetic_data():
+    data = load_dataset(DataConfig(dataset="synthetic", train_size=512, test_size=256), CPU)
+    torch.manual_seed(0)
+    model = LeNet()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
+    generator = torch.Generator().manual_seed(0)
+    start_loss, start_acc = evaluate(model, data.x_test, data.y_test, 100)
+    losses = [train_epoch(model, optimizer, data.x_train, data.y_train, 32, generator)[0]
+              for _ in range(3)]
+    end_loss, end_acc = evaluate(model, data.x_test, data.y_test, 100)
+    assert losses[-1] < losses[0]
+    assert end_loss < start_loss and end_acc > max(start_acc, 0.5)
+
+
+def test_train_epoch_sees_every_sample_once_or_stops_at_max_batches():
+    x, y = torch.randn(100, 1, 28, 28), torch.randint(0, 10, (100,))
+    model = LeNet()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    loss, seen = train_epoch(model, optimizer, x, y, 32, torch.Generator().manual_seed(0))
+    assert seen == 100 and loss > 0
+    _, seen = train_epoch(model, optimizer, x, y, 32, torch.Generator(), max_batches=2)
+    assert seen == 64
+
+
+def test_evaluate_counts_correct_predictions_across_batches():
+    class Fixed(torch.nn.Module):  # predicts class 3 for every input
+        def forward(self, x):
+            return torch.nn.functional.one_hot(torch.full((len(x),), 3), 10).float() * 10
+
+    y = torch.tensor([3, 3, 1, 3, 0, 3, 3])
+    loss, acc = evaluate(Fixed(), torch.zeros(7, 1, 28, 28), y, batch_size=3)
+    assert acc == 5 / 7
+    assert loss > 0

@@ -1,0 +1,84 @@
+import math
+
+import pytest
+import torch
+
+from harness.config import DataConfig
+from harness.data import load_dataset
+from harness.models import LeNet
+from harness.sinks.base import MemorySink
+from harness.trial import INTERRUPTED, TrialSpec, run_trial
+
+CPU = torch.device("cpu")
+PARAMS = {"lr": 0.02, "batch_size": 32, "optimizer": "sgd", "momentum": 0.9,
+          "weight_decay": 0.0}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset(DataConfig(dataset="synthetic", train_size=256, test_size=128), CPU)
+
+
+def spec(**changes) -> TrialSpec:
+    base = {"number": 0, "run": "0000-sgd", "params": PARAMS, "seed": 0, "epochs": 2}
+    return TrialSpec(**{**base, **changes})
+
+
+def test_a_trial_reports_every_epoch_to_every_sink(data, tmp_path):
+    sink = MemorySink()
+    result = run_trial(spec(), data, [sink], checkpoint=tmp_path / "best.pt")
+    assert result.state == "COMPLETE" and result.error == ""
+    assert [h["epoch"] for h in result.history] == [1, 2]
+    assert [step for _, step in sink.logged] == [1, 2]
+    assert sink.started == [result.spec] and sink.finished == [result]
+    assert result.samples_per_s > 0 and result.duration_s > 0
+    assert result.value == max(h["test_acc"] for h in result.history)
+    # The best weights load into a fresh LeNet without unpickling code.
+    state = torch.load(tmp_path / "best.pt", weights_only=True)
+    LeNet().load_state_dict(state)
+
+
+def test_same_seed_same_numbers_on_the_cpu(data):
+    a, b = run_trial(spec(), data), run_trial(spec(), data)
+    assert a.history[-1]["test_acc"] == b.history[-1]["test_acc"]
+    assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+    c = run_trial(spec(seed=1), data)
+    assert [h["train_loss"] for h in c.history] != [h["train_loss"] for h in a.history]
+
+
+def test_a_diverging_trial_fails_with_the_reason(data):
+    result = run_trial(spec(params={**PARAMS, "lr": 1e6}, epochs=3), data)
+    assert result.state == "FAIL"
+    assert result.error.startswith("diverged: train loss is nan at epoch 1")
+    assert len(result.history) == 1 and math.isnan(result.history[0]["train_loss"])
+
+
+def test_an_exception_inside_a_trial_is_recorded(data):
+    class Exploding(MemorySink):
+        def log(self, metrics, step):
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2 GiB\nmore detail")
+
+    result = run_trial(spec(), data, [Exploding()])
+    assert result.state == "FAIL"
+    assert result.error == "RuntimeError: CUDA out of memory. Tried to allocate 2 GiB"
+
+
+def test_ctrl_c_inside_a_trial_becomes_an_interrupted_result(data, tmp_path):
+    class CtrlC(MemorySink):
+        def log(self, metrics, step):
+            raise KeyboardInterrupt
+
+    result = run_trial(spec(), data, [CtrlC()], checkpoint=tmp_path / "best.pt")
+    assert result.state == "FAIL" and result.error == INTERRUPTED and result.interrupted
+    assert len(result.history) == 1
+
+
+def test_the_epoch_callback_prunes(data):
+    result = run_trial(spec(epochs=5), data, on_epoch=lambda m: m["epoch"] >= 2)
+    assert result.state == "PRUNED" and len(result.history) == 2
+
+
+def test_best_epoch_follows_the_objective_direction(data):
+    result = run_trial(spec(epochs=3, metric="test_loss", maximize=False), data)
+    losses = [h["test_loss"] for h in result.history]
+    assert result.best_epoch == losses.index(min(losses)) + 1
