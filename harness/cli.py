@@ -80,7 +80,9 @@ def _sweep(args: argparse.Namespace) -> int:
     trials = outcome.trials
     maximize = config.objective.direction == "maximize"
     with pd.option_context("display.width", 120, "display.max_columns", 20):
-        print(top_trials(trials, 5, maximize).to_string(index=False))
+        top = top_trials(trials, 5, maximize).round(
+            {"lr": 6, "best_test_acc": 4, "final_test_loss": 4, "duration_s": 1})
+        print(top.to_string(index=False))
     ran = f"ran {outcome.ran}" if outcome.ran else "nothing left to run"
     print(f"\n{state_counts(trials)} ({ran})")
     if args.dry_run:

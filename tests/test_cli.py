@@ -1,0 +1,115 @@
+"""The command line as a user runs it: real processes, exit codes, signals."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pandas as pd
+import pytest
+from conftest import ROOT, run_cli, small_config
+
+from harness.search import DEAD
+
+
+def bad_config_exits_2(tmp_path, write_config, text):
+    result = run_cli("sweep", str(write_config(text)), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "results").exists()
+    return lines[0]
+
+
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, write_config):
+    line = bad_config_exits_2(tmp_path, write_config, "name: x\nsearch: {space: {lr: [-1]}}\n")
+    assert "search.space.lr[0]: -1.0 is not valid; use a number > 0" in line
+    line = bad_config_exits_2(tmp_path, write_config,
+                              "name: x\nsearch: {space: {optimzer: [sgd]}}\n")
+    assert "search.space.optimzer: unknown key; did you mean 'optimizer'?" in line
+    line = bad_config_exits_2(tmp_path, write_config, "name: x\ndata: {dataset: mnist, "
+                              f"root: {tmp_path / 'nowhere'}}}\n")
+    assert "mnist-5k" in line
+    missing = run_cli("sweep", "no/such.yaml", cwd=tmp_path)
+    assert missing.returncode == 2 and "no/such.yaml: no such config file" in missing.stderr
+    flag = run_cli("sweep", "x.yaml", "--wrokers", "2", cwd=tmp_path)
+    assert flag.returncode == 2 and len(flag.stderr.strip().splitlines()) == 1
+    device = run_cli("sweep", str(write_config(small_config())), "--device", "cuda:7",
+                     cwd=tmp_path)
+    assert device.returncode == 2 and "--device cpu" in device.stderr
+
+
+def test_sweep_prints_progress_the_top_trials_and_the_results_path(tmp_path, write_config):
+    result = run_cli("sweep", str(write_config(small_config())), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "[4/4] 0003-adam-lr0.05-bs32-s0" in result.stderr
+    assert "4 trials: 4 COMPLETE (ran 4)" in result.stdout
+    assert f"results: results{'/'}tiny" in result.stdout
+    assert len(pd.read_csv(tmp_path / "results" / "tiny" / "trials.csv")) == 4
+    again = run_cli("sweep", str(write_config(small_config())), cwd=tmp_path)
+    assert again.returncode == 0 and "nothing left to run" in again.stdout
+
+
+def slow_config(write_config):
+    # Four trials of about a second each, so a signal lands inside a trial.
+    raw = small_config(data={"train_size": 2000}, train={"epochs": 4})
+    return str(write_config(raw))
+
+
+def start_sweep(tmp_path, config):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harness", "sweep", config, "--out", "r", "--quiet"],
+        cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    trials = tmp_path / "r" / "trials.csv"
+    deadline = time.monotonic() + 120
+    while not (trials.exists() and len(pd.read_csv(trials)) >= 1):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.05)
+    time.sleep(0.3)  # well inside the second trial
+    return process
+
+
+def final_trials(tmp_path):
+    trials = pd.read_csv(tmp_path / "r" / "trials.csv")
+    assert len(trials) == 4 and (trials.state == "COMPLETE").all()
+    assert trials.run.is_unique
+    return trials
+
+
+def test_kill_9_then_the_same_command_completes_the_grid(tmp_path, write_config):
+    config = slow_config(write_config)
+    process = start_sweep(tmp_path, config)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    result = run_cli("sweep", config, "--out", "r", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    final_trials(tmp_path)
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/r/study.db")
+    assert [t.user_attrs.get("error") for t in study.trials].count(DEAD) == 1
+
+
+def test_ctrl_c_saves_exits_130_and_the_rerun_completes(tmp_path, write_config):
+    config = slow_config(write_config)
+    process = start_sweep(tmp_path, config)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    assert "interrupted" in process.stderr.read()
+    saved = pd.read_csv(tmp_path / "r" / "trials.csv")
+    assert saved.error.fillna("").tolist()[-1] == "interrupted"
+    result = run_cli("sweep", config, "--out", "r", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    final_trials(tmp_path)
+
+
+def test_summary_prints_the_layers_and_totals(tmp_path):
+    result = run_cli("summary", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "conv1" in result.stdout and "44,426 parameters, 281,640 mult-adds" in result.stdout
+
+
+@pytest.mark.parametrize("command", [["--help"], ["sweep", "--help"]])
+def test_help_shows_the_commands(tmp_path, command):
+    result = run_cli(*command, cwd=tmp_path)
+    assert result.returncode == 0 and "sweep" in result.stdout
