@@ -19,7 +19,7 @@ test: $(STAMP) lint
 	$(PY) -m pytest
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check harness tests benchmarks
+	$(VENV)/bin/ruff check .
 
 $(STAMP): pyproject.toml
 	@test -n "$(BASE_PYTHON)" || { echo "harness needs Python >= 3.12 (try: pyenv install 3.12)" >&2; exit 2; }

@@ -85,8 +85,17 @@ class VisdomConfig:
 
 
 @dataclass(frozen=True)
+class TensorBoardConfig:
+    log_every: int = 50  # also log the training loss every N steps (0: per epoch only)
+    histograms: bool = True  # weight and gradient histograms every epoch
+    images: bool = True  # at a trial's end: test digits with predictions, wrong ones first
+    graph: bool = True  # the model graph and summary, once per sweep
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
-    tensorboard: bool = True  # one TensorBoard run per trial under <results>/tb
+    # One TensorBoard run per trial under <results>/tb; true, false, or the settings.
+    tensorboard: TensorBoardConfig | None = TensorBoardConfig()
     visdom: VisdomConfig | None = None  # live view; None (visdom: false) turns it off
 
 
@@ -150,9 +159,13 @@ def parse_config(raw: Any) -> Config:
     space_raw = search_raw.pop("space", None) if isinstance(search_raw, dict) else None
     logging_raw = raw.get("logging") or {}
     visdom_raw = logging_raw.pop("visdom", None) if isinstance(logging_raw, dict) else None
+    tensorboard_raw = logging_raw.pop("tensorboard", True) if isinstance(
+        logging_raw, dict) else True
     config = _build(Config, raw, "")
     search = dataclasses.replace(config.search, space=_space(space_raw, config.search.method))
-    logging = dataclasses.replace(config.logging, visdom=_visdom(visdom_raw))
+    logging = dataclasses.replace(
+        config.logging, visdom=_switch(VisdomConfig, visdom_raw, "logging.visdom"),
+        tensorboard=_switch(TensorBoardConfig, tensorboard_raw, "logging.tensorboard"))
     config = dataclasses.replace(config, search=search, logging=logging)
     _check(config)
     return _resolve(config)
@@ -166,8 +179,9 @@ def to_dict(config: Config) -> dict[str, Any]:
         for key, v in config.search.space.items()
     }
     out["search"]["seeds"] = list(config.search.seeds)
-    if config.logging.visdom is None:
-        out["logging"]["visdom"] = False
+    for key in ("visdom", "tensorboard"):
+        if getattr(config.logging, key) is None:
+            out["logging"][key] = False
     return out
 
 
@@ -290,12 +304,13 @@ def _range(key: str, raw: dict[str, Any], method: str, path: str) -> Range:
     return rng
 
 
-def _visdom(raw: Any) -> VisdomConfig | None:
+def _switch(cls: type, raw: Any, path: str) -> Any:
+    """A section that is on with defaults (true), off (false), or on with settings."""
     if raw is None or raw is False:
         return None
     if raw is True:
-        return VisdomConfig()
-    return _build(VisdomConfig, raw, "logging.visdom")
+        return cls()
+    return _build(cls, raw, path)
 
 
 def _check(config: Config) -> None:
@@ -314,6 +329,8 @@ def _check(config: Config) -> None:
     _at_least(config.train.epochs, 1, "train.epochs")
     _at_least(config.search.n_trials, 1, "search.n_trials")
     _at_least(config.train.eval_batch_size, 1, "train.eval_batch_size")
+    if config.logging.tensorboard is not None:
+        _at_least(config.logging.tensorboard.log_every, 0, "logging.tensorboard.log_every")
     for key in ("train_size", "test_size"):
         value = getattr(config.data, key)
         if value is not None:

@@ -166,11 +166,13 @@ class Search:
         trial.set_user_attr("run", run)
         trial.set_user_attr("owner", this_process())
         epochs = 1 if self.max_batches else config.train.epochs
+        tensorboard = config.logging.tensorboard
         return TrialSpec(
             number=trial.number, run=run, params=full, seed=attrs["seed"], epochs=epochs,
             model=config.model, eval_batch_size=config.train.eval_batch_size,
             metric=config.objective.metric,
-            maximize=config.objective.direction == "maximize", max_batches=self.max_batches)
+            maximize=config.objective.direction == "maximize", max_batches=self.max_batches,
+            log_every=tensorboard.log_every if tensorboard else 0)
 
 
 def latest_attempts(trials: list[FrozenTrial]) -> dict[str, FrozenTrial]:

@@ -30,9 +30,11 @@ from harness.results import finished_trials, write_results
 from harness.search import Search, make_pruner, make_sampler, total_points
 from harness.sinks.base import Sink
 from harness.sinks.progress import ProgressSink
+from harness.sinks.tensorboard import TensorBoardSink, write_experiment
 from harness.trial import TrialResult, resolve_device, run_trial
 
 DRY_RUN_BATCHES = 2  # a dry run trains this many batches of one epoch per trial
+EXAMPLES = 256  # test digits a trial's prediction grid picks from
 OWNED = ("config.yaml", "study.db", "trials.csv", "history.csv", "summary.md", "tables",
          "model_summary.csv", "tb", "checkpoints", "report.html", ".lock")
 
@@ -77,12 +79,15 @@ def run_sweep(config: Config, options: SweepOptions) -> SweepOutcome:
 
 def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: Dataset,
          progress_on: bool, max_batches: int | None = None) -> SweepOutcome:
-    model = _write_model_summary(config, out)
+    model = _write_model_summary(config, out, data)
     study = _open_study(config, storage)
     search = Search(config, study, storage, max_batches)
     done = len(finished_trials(study.get_trials(deepcopy=False)))
     progress = ProgressSink(total_points(config), done, enabled=progress_on)
     sinks: list[Sink] = [progress]
+    if config.logging.tensorboard is not None:
+        examples = (data.x_test[:EXAMPLES], data.y_test[:EXAMPLES])
+        sinks.append(TensorBoardSink(out / "tb", config, examples))
     ran = 0
     try:
         while True:
@@ -181,9 +186,14 @@ def _open_study(config: Config, storage: optuna.storages.BaseStorage) -> optuna.
     return study
 
 
-def _write_model_summary(config: Config, out: Path) -> dict[str, int]:
-    table = model_summary(build_model(config.model))
+def _write_model_summary(config: Config, out: Path, data: Dataset) -> dict[str, int]:
+    model = build_model(config.model)
+    table = model_summary(model)
     atomic_write_csv(out / "model_summary.csv", table)
+    if config.logging.tensorboard is not None:
+        with file_lock(out / ".lock"):
+            text = "```\n" + table.to_string(index=False) + "\n```"
+            write_experiment(out / "tb", config, model.to(data.device), text)
     return {"params": int(table["params"].sum()), "mult_adds": int(table["mult_adds"].sum())}
 
 

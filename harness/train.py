@@ -6,9 +6,18 @@ Python between steps. Nothing here prints, logs or knows about sinks.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    loss: float  # mean training loss over the epoch
+    seen: int  # training samples seen
+    step_losses: list[tuple[int, float]]  # (step in the epoch, loss) every log_every steps
 
 
 def train_epoch(
@@ -19,18 +28,22 @@ def train_epoch(
     batch_size: int,
     generator: torch.Generator,
     max_batches: int | None = None,
-) -> tuple[float, int]:
-    """Train one pass over (x, y) in a random order; return (mean loss, samples seen).
+    log_every: int = 0,
+) -> EpochStats:
+    """Train one pass over (x, y) in a random order.
 
     The order comes from `generator` (a CPU generator, so the same seed gives the same
-    order on every device). `max_batches` cuts the epoch short for dry runs.
+    order on every device). Every `log_every` steps the loss is kept on the device; all
+    of them are read with the epoch's mean, in one sync. `max_batches` cuts the epoch
+    short for dry runs.
     """
     model.train()
     order = torch.randperm(len(x), generator=generator).to(x.device, non_blocking=True)
     total = torch.zeros((), device=x.device)
+    sampled: list[torch.Tensor] = []
     seen = 0
-    for batch, start in enumerate(range(0, len(x), batch_size)):
-        if max_batches is not None and batch >= max_batches:
+    for step, start in enumerate(range(0, len(x), batch_size)):
+        if max_batches is not None and step >= max_batches:
             break
         idx = order[start : start + batch_size]
         loss = F.cross_entropy(model(x[idx]), y[idx])
@@ -38,8 +51,12 @@ def train_epoch(
         loss.backward()
         optimizer.step()
         total += loss.detach() * len(idx)
+        if log_every and step % log_every == 0:
+            sampled.append(loss.detach())
         seen += len(idx)
-    return total.item() / max(seen, 1), seen
+    values = torch.stack([total, *sampled]).tolist()
+    steps = range(0, len(sampled) * log_every, log_every) if log_every else []
+    return EpochStats(values[0] / max(seen, 1), seen, list(zip(steps, values[1:], strict=True)))
 
 
 @torch.inference_mode()

@@ -38,6 +38,7 @@ class TrialSpec:
     metric: str = "test_acc"  # the objective: its best epoch is the trial's best
     maximize: bool = True
     max_batches: int | None = None  # dry runs: train only this many batches per epoch
+    log_every: int = 0  # also log the training loss every N steps (0: per epoch only)
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,6 @@ def run_trial(
     on_epoch: EpochCallback | None = None,
 ) -> TrialResult:
     """Train and evaluate one configuration; the best weights go to `checkpoint`."""
-    for sink in sinks:
-        sink.start(spec)
     loop = _Loop(spec, data, sinks, on_epoch)
     try:
         state, error = loop.run()
@@ -125,16 +124,22 @@ class _Loop:
         optimizer = build_optimizer(p["optimizer"], model.parameters(), p["lr"],
                                     p["momentum"], p["weight_decay"])
         generator = torch.Generator().manual_seed(spec.seed)
+        for sink in self.sinks:
+            sink.start(spec, model)
+        steps = 0
         for epoch in range(1, spec.epochs + 1):
             t0 = time.perf_counter()
-            train_loss, seen = train_epoch(model, optimizer, data.x_train, data.y_train,
-                                           p["batch_size"], generator, spec.max_batches)
-            t1 = time.perf_counter()
-            self.train_time += t1 - t0
-            self.train_samples += seen
+            stats = train_epoch(model, optimizer, data.x_train, data.y_train, p["batch_size"],
+                                generator, spec.max_batches, spec.log_every)
+            self.train_time += time.perf_counter() - t0
+            self.train_samples += stats.seen
+            for step, loss in stats.step_losses:
+                for sink in self.sinks:
+                    sink.log({"train_loss_step": loss}, steps + step)
+            steps += -(-stats.seen // p["batch_size"])
             test_loss, test_acc = evaluate(model, data.x_test, data.y_test,
                                            spec.eval_batch_size)
-            metrics = {"epoch": epoch, "train_loss": train_loss, "test_loss": test_loss,
+            metrics = {"epoch": epoch, "train_loss": stats.loss, "test_loss": test_loss,
                        "test_acc": test_acc, "lr": p["lr"],
                        "epoch_s": time.perf_counter() - t0,
                        "elapsed_s": time.perf_counter() - self.started}

@@ -15,7 +15,7 @@ def test_loss_goes_down_on_synthetic_data():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
     generator = torch.Generator().manual_seed(0)
     start_loss, start_acc = evaluate(model, data.x_test, data.y_test, 100)
-    losses = [train_epoch(model, optimizer, data.x_train, data.y_train, 32, generator)[0]
+    losses = [train_epoch(model, optimizer, data.x_train, data.y_train, 32, generator).loss
               for _ in range(3)]
     end_loss, end_acc = evaluate(model, data.x_test, data.y_test, 100)
     assert losses[-1] < losses[0]
@@ -26,10 +26,19 @@ def test_train_epoch_sees_every_sample_once_or_stops_at_max_batches():
     x, y = torch.randn(100, 1, 28, 28), torch.randint(0, 10, (100,))
     model = LeNet()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    loss, seen = train_epoch(model, optimizer, x, y, 32, torch.Generator().manual_seed(0))
-    assert seen == 100 and loss > 0
-    _, seen = train_epoch(model, optimizer, x, y, 32, torch.Generator(), max_batches=2)
-    assert seen == 64
+    stats = train_epoch(model, optimizer, x, y, 32, torch.Generator().manual_seed(0))
+    assert stats.seen == 100 and stats.loss > 0 and stats.step_losses == []
+    stats = train_epoch(model, optimizer, x, y, 32, torch.Generator(), max_batches=2)
+    assert stats.seen == 64
+
+
+def test_step_losses_are_sampled_every_log_every_steps():
+    x, y = torch.randn(200, 1, 28, 28), torch.randint(0, 10, (200,))
+    model = LeNet()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    stats = train_epoch(model, optimizer, x, y, 10, torch.Generator(), log_every=6)
+    assert [step for step, _ in stats.step_losses] == [0, 6, 12, 18]
+    assert all(loss > 0 for _, loss in stats.step_losses)
 
 
 def test_evaluate_counts_correct_predictions_across_batches():

@@ -1,7 +1,10 @@
-"""The sink interface: `start` a trial, `log` its metrics per epoch, `finish` it.
+"""The sink interface: `start` a trial, `log` its metrics, `finish` it.
 
-`trial.py` calls every sink the same way; a sink must not raise for its own trouble
-(a lost server, a full disk) but report it once and carry on.
+`log` gets the epoch's metrics (train_loss, test_loss, test_acc, lr, epoch_s,
+elapsed_s, epoch) with step = the epoch, and, when the trial samples step losses,
+{"train_loss_step": loss} with step = the global training step. A sink takes the keys
+it knows. `trial.py` calls every sink the same way; a sink must not raise for its own
+trouble (a lost server, a full disk) but report it once and carry on.
 """
 
 from __future__ import annotations
@@ -9,11 +12,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from harness.trial import TrialResult, TrialSpec
 
 
 class Sink(Protocol):
-    def start(self, spec: TrialSpec) -> None: ...
+    def start(self, spec: TrialSpec, model: nn.Module) -> None: ...
 
     def log(self, metrics: dict[str, float], step: int) -> None: ...
 
@@ -28,7 +33,7 @@ class MemorySink:
         self.logged: list[tuple[dict[str, float], int]] = []
         self.finished: list[TrialResult] = []
 
-    def start(self, spec: TrialSpec) -> None:
+    def start(self, spec: TrialSpec, model: nn.Module) -> None:
         self.started.append(spec)
 
     def log(self, metrics: dict[str, float], step: int) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from harness.trial import TrialResult, TrialSpec
 
 
@@ -20,11 +23,12 @@ class ProgressSink:
                         leave=False)
         self.done = done
 
-    def start(self, spec: TrialSpec) -> None:
+    def start(self, spec: TrialSpec, model: nn.Module) -> None:
         self.bar.set_description(spec.run)
 
     def log(self, metrics: dict[str, float], step: int) -> None:
-        self.bar.set_postfix(epoch=step, test_acc=f"{metrics['test_acc']:.4f}")
+        if "test_acc" in metrics:
+            self.bar.set_postfix(epoch=step, test_acc=f"{metrics['test_acc']:.4f}")
 
     def finish(self, result: TrialResult) -> None:
         self.done += 1
@@ -39,7 +43,7 @@ class ProgressSink:
 def format_result(result: TrialResult, done: int, total: int) -> str:
     """One line: position, run, state, best accuracy and epoch, time, reason."""
     width = len(str(total))
-    accs = [h["test_acc"] for h in result.history]
+    accs = [h["test_acc"] for h in result.history if math.isfinite(h["test_acc"])]
     acc = f"best_test_acc {max(accs):.4f}" if accs else "no epoch finished"
     epoch = f" (epoch {result.best_epoch})" if result.best_epoch else ""
     reason = f"  {result.error}" if result.error else ""

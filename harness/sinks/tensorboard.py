@@ -1,0 +1,170 @@
+"""TensorBoard: one run per trial in <results>/tb/<run>, hparams in that same run.
+
+`SummaryWriter.add_hparams` would make a sub-run per call and write an experiment
+summary holding only that call's metrics; instead the sweep writes one experiment
+summary (every hparam's domain, every metric) at tb/, and each trial writes its session
+start (hparams, group = its configuration, so seeds group together) and end (status)
+into its own run, next to its curves.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from google.protobuf import struct_pb2
+from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+
+from harness.config import Config, Range, TensorBoardConfig
+from harness.sinks.images import prediction_grid
+
+if TYPE_CHECKING:
+    from harness.trial import TrialResult, TrialSpec
+
+SCALARS = {"train_loss": "train/loss", "test_loss": "test/loss", "test_acc": "test/accuracy",
+           "lr": "train/lr", "epoch_s": "time/epoch_s"}
+HPARAM_METRICS = ("hparam/best_test_acc", "hparam/final_test_acc", "hparam/final_test_loss")
+STATUS = {"COMPLETE": api_pb2.STATUS_SUCCESS, "FAIL": api_pb2.STATUS_FAILURE,
+          "PRUNED": api_pb2.STATUS_UNKNOWN}
+
+
+class TensorBoardSink:
+    def __init__(self, root: Path, config: Config, examples: tuple[torch.Tensor, torch.Tensor]
+                 ) -> None:
+        self.root, self.config = root, config
+        self.settings = config.logging.tensorboard or TensorBoardConfig()
+        self.examples = examples  # test digits and labels for the prediction grid
+        self.writer: SummaryWriter | None = None
+        self.model: nn.Module | None = None
+        self.spec: TrialSpec | None = None
+
+    def start(self, spec: TrialSpec, model: nn.Module) -> None:
+        path = self.root / spec.run
+        # A rerun of an interrupted trial replaces its earlier events rather than
+        # appending a second curve: purge_step hides everything from step 0 on.
+        self.writer = SummaryWriter(str(path), purge_step=0 if path.exists() else None)
+        self.model, self.spec = model, spec
+        group = spec.run.rsplit("-s", 1)[0]  # the configuration, shared by its seeds
+        self.writer.file_writer.add_summary(session_start(trial_hparams(spec, self.config),
+                                                          group))
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        if self.writer is None:
+            return
+        if "train_loss_step" in metrics:
+            self.writer.add_scalar("train/loss_step", metrics["train_loss_step"], step)
+            return
+        for key, tag in SCALARS.items():
+            if key in metrics:
+                self.writer.add_scalar(tag, metrics[key], step)
+        if self.settings.histograms and self.model is not None:
+            for name, param in self.model.named_parameters():
+                if torch.isfinite(param).all():
+                    self.writer.add_histogram(f"weights/{name}", param.detach(), step)
+                if param.grad is not None and torch.isfinite(param.grad).all():
+                    self.writer.add_histogram(f"grads/{name}", param.grad, step)
+
+    def finish(self, result: TrialResult) -> None:
+        if self.writer is None:
+            return
+        last = len(result.history)
+        for tag, value in hparam_metrics(result).items():
+            self.writer.add_scalar(tag, value, last)
+        if self.settings.images and self.model is not None and result.history:
+            grid, caption = prediction_grid(self.model, *self.examples)
+            self.writer.add_image("test/predictions", grid, last)
+            self.writer.add_text("test/predictions", caption, last)
+        self.writer.file_writer.add_summary(session_end(result.state))
+        self.writer.close()
+        self.writer = self.model = None
+
+
+def write_experiment(root: Path, config: Config, model: nn.Module, summary_md: str) -> None:
+    """Once per sweep at tb/: the experiment summary (all columns of the HParams table),
+    the model graph and the model summary as text."""
+    if any(root.glob("events.out.tfevents.*")):
+        return  # a resumed sweep or another worker already wrote it
+    with SummaryWriter(str(root)) as writer:
+        writer.file_writer.add_summary(experiment(config))
+        settings = config.logging.tensorboard or TensorBoardConfig()
+        if settings.graph:
+            device = next(model.parameters()).device
+            with warnings.catch_warnings():  # add_graph traces with torch.jit, deprecated
+                warnings.simplefilter("ignore", FutureWarning)
+                writer.add_graph(model, torch.zeros(1, 1, 28, 28, device=device))
+            writer.add_text("model/summary", summary_md)
+
+
+def trial_hparams(spec: TrialSpec, config: Config) -> dict[str, Any]:
+    """Every searched hyperparameter and the seed."""
+    return {key: spec.params[key] for key in config.search.space} | {"seed": spec.seed}
+
+
+def hparam_metrics(result: TrialResult) -> dict[str, float]:
+    """The HParams table's metric columns: the best accuracy, not the last."""
+    history = result.history
+    if not history:
+        return {}
+    accs = [h["test_acc"] for h in history if math.isfinite(h["test_acc"])]
+    values = {"hparam/best_test_acc": max(accs) if accs else math.nan,
+              "hparam/final_test_acc": history[-1]["test_acc"],
+              "hparam/final_test_loss": history[-1]["test_loss"]}
+    return {k: v for k, v in values.items() if math.isfinite(v)}
+
+
+def experiment(config: Config) -> Summary:
+    infos = []
+    for name, values in config.search.space.items():
+        infos.append(_hparam_info(name, values))
+    infos.append(_hparam_info("seed", tuple(config.search.seeds)))
+    metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag)) for tag in
+               (*HPARAM_METRICS, "test/accuracy", "test/loss", "train/loss")]
+    exp = api_pb2.Experiment(hparam_infos=infos, metric_infos=metrics,
+                             name=config.name, time_created_secs=time.time())
+    return _summary(metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(
+        experiment=exp, version=metadata.PLUGIN_DATA_VERSION))
+
+
+def session_start(hparams: dict[str, Any], group: str) -> Summary:
+    info = plugin_data_pb2.SessionStartInfo(group_name=group, start_time_secs=time.time())
+    for key, value in hparams.items():
+        if isinstance(value, str):
+            info.hparams[key].string_value = value
+        else:
+            info.hparams[key].number_value = float(value)
+    return _summary(metadata.SESSION_START_INFO_TAG, plugin_data_pb2.HParamsPluginData(
+        session_start_info=info, version=metadata.PLUGIN_DATA_VERSION))
+
+
+def session_end(state: str) -> Summary:
+    info = plugin_data_pb2.SessionEndInfo(status=STATUS[state], end_time_secs=time.time())
+    return _summary(metadata.SESSION_END_INFO_TAG, plugin_data_pb2.HParamsPluginData(
+        session_end_info=info, version=metadata.PLUGIN_DATA_VERSION))
+
+
+def _hparam_info(name: str, values: tuple[Any, ...] | Range) -> api_pb2.HParamInfo:
+    if isinstance(values, Range):
+        return api_pb2.HParamInfo(name=name, type=api_pb2.DATA_TYPE_FLOAT64,
+                                  domain_interval=api_pb2.Interval(
+                                      min_value=values.low, max_value=values.high))
+    if all(isinstance(v, str) for v in values):
+        domain = [struct_pb2.Value(string_value=v) for v in values]
+        kind = api_pb2.DATA_TYPE_STRING
+    else:
+        domain = [struct_pb2.Value(number_value=float(v)) for v in values]
+        kind = api_pb2.DATA_TYPE_FLOAT64
+    return api_pb2.HParamInfo(name=name, type=kind,
+                              domain_discrete=struct_pb2.ListValue(values=domain))
+
+
+def _summary(tag: str, data: plugin_data_pb2.HParamsPluginData) -> Summary:
+    meta = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(
+        plugin_name=metadata.PLUGIN_NAME, content=data.SerializeToString()))
+    return Summary(value=[Summary.Value(tag=tag, metadata=meta)])

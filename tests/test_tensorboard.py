@@ -1,0 +1,160 @@
+"""TensorBoard as a user sees it: the real server's HTTP API and its event loader."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pandas as pd
+import pytest
+import torch
+from conftest import small_config
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from harness.config import parse_config
+from harness.models import LeNet
+from harness.sinks.images import prediction_grid
+from harness.sweep import SweepOptions, run_sweep
+
+STATUSES = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tb") / "r"
+    raw = small_config(
+        search={"space": {"lr": [0.02, 1.0e6], "optimizer": ["sgd", "adam"]}, "seeds": [0, 1]},
+        logging={"tensorboard": {"log_every": 2}, "visdom": False})
+    run_sweep(parse_config(raw), SweepOptions(out=out, progress=False))
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(sweep_dir):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(sweep_dir / "tb"),
+         "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url + "/data/runs", timeout=2)
+            break
+        except OSError:
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.5)
+    yield url
+    process.terminate()
+    process.wait()
+
+
+def get(url, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(request, timeout=30))
+
+
+def test_one_run_per_trial_and_no_sub_runs(server, sweep_dir):
+    trials = pd.read_csv(sweep_dir / "trials.csv")
+    runs = get(server + "/data/runs")
+    # "." is the sweep's root: the experiment summary, the graph and the model summary.
+    assert sorted(runs) == sorted([".", *trials.run])
+
+
+def test_hparams_table_has_every_trial_with_its_best_accuracy(server, sweep_dir):
+    trials = pd.read_csv(sweep_dir / "trials.csv").set_index("run")
+    groups = get(server + "/data/plugin/hparams/session_groups", {
+        "experimentName": "", "allowedStatuses": STATUSES, "colParams": [],
+        "startIndex": 0, "sliceSize": 100})["sessionGroups"]
+    sessions = {s["name"]: s for g in groups for s in g["sessions"]}
+    assert set(sessions) == set(trials.index)
+    for run, session in sessions.items():
+        metrics = {m["name"]["tag"]: m["value"] for m in session["metricValues"]}
+        if trials.loc[run, "state"] == "COMPLETE":
+            assert session["status"] == "STATUS_SUCCESS"
+            best = trials.loc[run, "best_test_acc"]
+            assert metrics["hparam/best_test_acc"] == pytest.approx(best)
+        else:
+            assert session["status"] == "STATUS_FAILURE"
+    # The two seeds of each configuration form one session group.
+    assert len(groups) == 4 and all(len(g["sessions"]) == 2 for g in groups)
+    assert {tuple(sorted(g["hparams"])) for g in groups} == {("lr", "optimizer", "seed")}
+
+
+def test_the_experiment_lists_every_hparam_domain_and_metric(server):
+    experiment = get(server + "/data/plugin/hparams/experiment", {"experimentName": ""})
+    domains = {h["name"]: h.get("domainDiscrete") for h in experiment["hparamInfos"]}
+    assert domains == {"lr": [0.02, 1.0e6], "optimizer": ["sgd", "adam"], "seed": [0, 1]}
+    tags = {m["name"]["tag"] for m in experiment["metricInfos"]}
+    assert {"hparam/best_test_acc", "hparam/final_test_acc", "hparam/final_test_loss"} <= tags
+
+
+def test_scalars_in_the_event_files_equal_history_csv(sweep_dir):
+    history = pd.read_csv(sweep_dir / "history.csv")
+    for run, rows in history.groupby("run"):
+        events = EventAccumulator(str(sweep_dir / "tb" / run), size_guidance={"scalars": 0})
+        events.Reload()
+        for column, tag in (("test_acc", "test/accuracy"), ("train_loss", "train/loss"),
+                            ("test_loss", "test/loss")):
+            logged = [(e.step, e.value) for e in events.Scalars(tag)]
+            expected = list(zip(rows.epoch, rows[column], strict=True))
+            assert [s for s, _ in logged] == [s for s, _ in expected]
+            assert [v for _, v in logged] == pytest.approx([v for _, v in expected],
+                                                           nan_ok=True)
+        tags = events.Tags()
+        assert "train/loss_step" in tags["scalars"]
+        if rows.test_acc.notna().all() and len(rows) == 2:
+            assert "test/predictions" in tags["images"]
+            assert "weights/conv1.weight" in tags["histograms"]
+
+
+def test_the_graph_is_written_once_at_the_root(sweep_dir):
+    events = EventAccumulator(str(sweep_dir / "tb"))
+    events.Reload()
+    assert events.Tags()["graph"]
+    assert len(list((sweep_dir / "tb").glob("events.out.tfevents.*"))) == 1
+
+
+def test_an_interrupted_trial_rerun_replaces_its_curves(tmp_path, monkeypatch):
+    import harness.trial
+    from harness.sweep import SweepInterrupted
+
+    raw = small_config(search={"space": {"lr": [0.02], "optimizer": ["sgd"]}},
+                       logging={"tensorboard": True, "visdom": False})
+    real, calls = harness.trial.train_epoch, []
+
+    def interrupt_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(harness.trial, "train_epoch", interrupt_second_epoch)
+    options = SweepOptions(out=tmp_path, progress=False)
+    with pytest.raises(SweepInterrupted):
+        run_sweep(parse_config(raw), options)
+    run_sweep(parse_config(raw), options)
+    runs = [p.name for p in (tmp_path / "tb").iterdir() if p.is_dir()]
+    assert runs == ["0000-sgd-lr0.02-bs64-s0"]
+    events = EventAccumulator(str(tmp_path / "tb" / runs[0]))
+    events.Reload()
+    history = pd.read_csv(tmp_path / "history.csv")
+    logged = [(e.step, e.value) for e in events.Scalars("test/accuracy")]
+    assert [step for step, _ in logged] == history.epoch.tolist() == [1, 2]
+    assert [value for _, value in logged] == pytest.approx(history.test_acc.tolist())
+
+
+def test_prediction_grid_puts_misclassified_digits_first():
+    x = torch.randn(40, 1, 28, 28)
+    y = torch.randint(0, 10, (40,))
+    model = LeNet()
+    image, caption = prediction_grid(model, x, y)
+    assert image.shape[0] == 3 and image.dtype.name == "uint8"
+    wrong = int((model(x).argmax(1) != y).sum())
+    assert caption.startswith(f"{wrong} of 40 example digits misclassified")
