@@ -158,3 +158,15 @@ def test_prediction_grid_puts_misclassified_digits_first():
     assert image.mode == "RGB" and image.width == 8 * 56 and image.height == 4 * 68
     wrong = int((model(x).argmax(1) != y).sum())
     assert caption.startswith(f"{wrong} of 40 example digits misclassified")
+
+
+def test_fast_record_checksum_equals_tensorboards_own():
+    import os
+
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as slow
+
+    from harness.sinks.tensorboard import masked_crc32c
+
+    for size in (0, 1, 12, 1000, 65_537):
+        data = os.urandom(size)
+        assert masked_crc32c(data) == slow(data)
