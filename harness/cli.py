@@ -47,8 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="discard earlier results of this sweep and start over")
     sweep.add_argument("--dry-run", action="store_true", help="run every point for two "
                        "batches in memory; files go to --out only when it is given")
+    sweep.add_argument("--visdom", metavar="URL|off", help="Visdom server for the live "
+                       "view, e.g. http://localhost:8097, or off (overrides logging.visdom)")
     sweep.add_argument("--quiet", action="store_true", help="no progress output")
     sweep.set_defaults(func=_sweep)
+    visdom = commands.add_parser("visdom", help="start a local Visdom server (127.0.0.1)")
+    visdom.add_argument("--port", type=int, default=8097, help="port (default 8097)")
+    visdom.add_argument("--env-path", type=Path, default=Path("results/visdom"),
+                        help="where saved environments live (default results/visdom)")
+    visdom.set_defaults(func=_visdom)
     summary = commands.add_parser("summary", help="per-layer model summary")
     summary.add_argument("config", type=Path, nargs="?", help="config naming the model")
     summary.set_defaults(func=_summary)
@@ -75,7 +82,8 @@ def _sweep(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     signal.signal(signal.SIGTERM, _interrupt)
     options = SweepOptions(out=args.out, storage=args.storage, device=args.device,
-                           fresh=args.fresh, dry_run=args.dry_run, progress=not args.quiet)
+                           fresh=args.fresh, dry_run=args.dry_run, progress=not args.quiet,
+                           visdom=args.visdom)
     outcome = run_sweep(config, options)
     trials = outcome.trials
     maximize = config.objective.direction == "maximize"
@@ -100,6 +108,27 @@ def _summary(args: argparse.Namespace) -> int:
     print(table.to_string(index=False))
     print(f"\ntotal: {table['params'].sum():,} parameters, "
           f"{table['mult_adds'].sum():,} mult-adds per sample")
+    return EXIT_OK
+
+
+def _visdom(args: argparse.Namespace) -> int:
+    """Visdom's own launcher downloads web assets (and fails offline) and listens on
+    every interface; this one needs no network and listens on 127.0.0.1 only."""
+    import logging
+
+    from visdom.server.run_server import start_server
+
+    args.env_path.mkdir(parents=True, exist_ok=True)
+    logging.getLogger().setLevel(logging.WARNING)
+
+    def announce(port: int) -> None:
+        print(f"Visdom listening on http://127.0.0.1:{port} (environments in "
+              f"{args.env_path}); sweeps reach it with --visdom http://localhost:{port}",
+              flush=True)
+
+    # base_url="" as Visdom's own main() passes it; its default "/" breaks every route.
+    start_server(port=args.port, base_url="", env_path=f"{args.env_path}/",
+                 bind_local=True, print_func=announce)
     return EXIT_OK
 
 

@@ -9,6 +9,7 @@ before anything is written.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -22,7 +23,14 @@ import pandas as pd
 import yaml
 from optuna.trial import TrialState
 
-from harness.config import Config, ConfigError, dump_config, identity, parse_config
+from harness.config import (
+    Config,
+    ConfigError,
+    VisdomConfig,
+    dump_config,
+    identity,
+    parse_config,
+)
 from harness.data import Dataset, load_dataset
 from harness.files import atomic_write_csv, atomic_write_text, file_lock
 from harness.models import build_model, model_summary
@@ -31,6 +39,7 @@ from harness.search import Search, make_pruner, make_sampler, total_points
 from harness.sinks.base import Sink
 from harness.sinks.progress import ProgressSink
 from harness.sinks.tensorboard import TensorBoardSink, write_experiment
+from harness.sinks.visdom import VisdomSink, parse_url
 from harness.trial import TrialResult, resolve_device, run_trial
 
 DRY_RUN_BATCHES = 2  # a dry run trains this many batches of one epoch per trial
@@ -51,6 +60,7 @@ class SweepOptions:
     fresh: bool = False  # discard earlier results in out and in the storage
     dry_run: bool = False  # every point for a few batches, in memory
     progress: bool = True  # progress bar and one line per finished trial on stderr
+    visdom: str | None = None  # "off", or a server URL overriding logging.visdom
 
 
 @dataclass
@@ -74,20 +84,24 @@ def run_sweep(config: Config, options: SweepOptions) -> SweepOutcome:
         _discard(out, storage, config.name)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", dump_config(config))
-    return _run(config, out, storage, data, options.progress)
+    return _run(config, out, storage, data, options)
 
 
 def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: Dataset,
-         progress_on: bool, max_batches: int | None = None) -> SweepOutcome:
+         options: SweepOptions, max_batches: int | None = None) -> SweepOutcome:
     model = _write_model_summary(config, out, data)
     study = _open_study(config, storage)
     search = Search(config, study, storage, max_batches)
     done = len(finished_trials(study.get_trials(deepcopy=False)))
-    progress = ProgressSink(total_points(config), done, enabled=progress_on)
+    progress = ProgressSink(total_points(config), done, enabled=options.progress)
     sinks: list[Sink] = [progress]
     if config.logging.tensorboard is not None:
         examples = (data.x_test[:EXAMPLES], data.y_test[:EXAMPLES])
         sinks.append(TensorBoardSink(out / "tb", config, examples))
+    live = _visdom(config, options)
+    if live is not None:
+        sinks.append(live)
+    maximize = config.objective.direction == "maximize"
     ran = 0
     try:
         while True:
@@ -100,13 +114,30 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
                                _pruning(claim.trial, config))
             _record(study, claim.trial, result, data)
             ran += 1
-            write_results(out, study.get_trials(deepcopy=False), model)
+            table = write_results(out, study.get_trials(deepcopy=False), model)
+            if live is not None:
+                live.refresh(table, maximize)
             if result.interrupted:
                 raise SweepInterrupted
     finally:
         progress.close()
+        if live is not None:
+            live.close()
     table = write_results(out, study.get_trials(deepcopy=False), model)
     return SweepOutcome(out=out, trials=table, ran=ran)
+
+
+def _visdom(config: Config, options: SweepOptions) -> VisdomSink | None:
+    """The live view, from --visdom (a URL or off) or else logging.visdom."""
+    if options.visdom == "off":
+        return None
+    settings = config.logging.visdom
+    if options.visdom is not None:
+        env = settings.env if settings else ""
+        settings = dataclasses.replace(visdom_url(options.visdom), env=env)
+    if settings is None:
+        return None
+    return VisdomSink(settings, config, total_points(config))
 
 
 def _pruning(trial: optuna.Trial, config: Config) -> Any:
@@ -132,6 +163,13 @@ def _record(study: optuna.Study, trial: optuna.Trial, result: TrialResult,
         study.tell(trial, result.value)
     else:
         study.tell(trial, state=TrialState[result.state])
+
+
+def visdom_url(url: str) -> VisdomConfig:
+    try:
+        return parse_url(url)
+    except ValueError as err:
+        raise ConfigError(f"--visdom: {err}; or pass --visdom off") from None
 
 
 def check_resumable(out: Path, config: Config, fresh: bool) -> None:
@@ -224,8 +262,8 @@ def _dry_run(config: Config, options: SweepOptions) -> SweepOutcome:
     data = load_dataset(config.data, device)
     with _dry_out(options.out) as out:
         atomic_write_text(out / "config.yaml", dump_config(config))
-        return _run(config, out, open_storage(":memory:", None), data, options.progress,
-                    DRY_RUN_BATCHES)
+        return _run(config, out, open_storage(":memory:", None), data,
+                    dataclasses.replace(options, visdom="off"), DRY_RUN_BATCHES)
 
 
 @contextmanager

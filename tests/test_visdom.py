@@ -1,0 +1,174 @@
+"""Visdom as a user runs it: a real server from `harness visdom`, checked through its API."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import ROOT, small_config
+
+from harness.config import VisdomConfig, parse_config
+from harness.sinks.visdom import parse_url
+from harness.sweep import SweepOptions, run_sweep
+
+STABLE = ["trial", "run", "state", "best_test_acc", "best_epoch", "final_test_acc",
+          "final_test_loss", "final_train_loss", "error"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(env_path: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harness", "visdom", "--port", str(port), "--env-path",
+         str(env_path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process, port
+        except OSError:
+            assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def server(tmp_path):
+    process, port = start_server(tmp_path / "envs")
+    yield port, tmp_path / "envs"
+    process.kill()
+    process.wait()
+
+
+def client(port):
+    from visdom import Visdom
+
+    return Visdom(port=port, raise_exceptions=True, use_incoming_socket=False)
+
+
+def sweep(out, port=None, **config):
+    visdom = {"port": port, "env": "test-env"} if port else False
+    raw = small_config(logging={"tensorboard": False, "visdom": visdom}, **config)
+    return run_sweep(parse_config(raw), SweepOptions(out=out, progress=False))
+
+
+def traces(viz, win):
+    data = json.loads(viz.get_window_data(win, env="test-env"))
+    return {t["name"]: list(zip(t["x"], t["y"], strict=True)) for t in data["content"]["data"]}
+
+
+def test_the_env_holds_one_trace_per_trial_equal_to_history(server, tmp_path):
+    port, env_path = server
+    sweep(tmp_path / "r", port)
+    viz = client(port)
+    history = pd.read_csv(tmp_path / "r" / "history.csv")
+    for win, column in (("test_acc", "test_acc"), ("train_loss", "train_loss")):
+        logged = traces(viz, win)
+        assert sorted(logged) == sorted(history.run.unique())
+        for run, rows in history.groupby("run"):
+            assert [x for x, _ in logged[run]] == rows.epoch.tolist()
+            assert [y for _, y in logged[run]] == pytest.approx(rows[column].tolist())
+    for pane in ("leaderboard", "progress"):
+        assert viz.win_exists(pane, env="test-env")
+    progress = json.loads(viz.get_window_data("progress", env="test-env"))["content"]
+    assert "4 / 4 trials done" in progress
+    assert (env_path / "test-env.json").exists()  # saved: survives a server restart
+
+
+def test_the_optuna_method_plots_the_best_objective_so_far(server, tmp_path):
+    port, _ = server
+    sweep(tmp_path / "r", port, search={"method": "optuna", "n_trials": 3, "space": {
+        "lr": {"low": 0.001, "high": 0.1, "log": True}}})
+    best = traces(client(port), "best_so_far")
+    trials = pd.read_csv(tmp_path / "r" / "trials.csv")
+    assert [y for _, y in next(iter(best.values()))] == pytest.approx(
+        trials.value.cummax().tolist())
+
+
+def test_no_server_is_one_warning_and_the_same_results(tmp_path, capsys):
+    sweep(tmp_path / "off")
+    capsys.readouterr()
+    sweep(tmp_path / "on", free_port())
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("harness: warning: visdom at")
+    on = pd.read_csv(tmp_path / "on" / "trials.csv")[STABLE]
+    pd.testing.assert_frame_equal(on, pd.read_csv(tmp_path / "off" / "trials.csv")[STABLE])
+
+
+def test_a_server_killed_mid_sweep_is_one_warning_and_the_same_results(
+        tmp_path, capsys, monkeypatch):
+    import harness.trial
+
+    process, port = start_server(tmp_path / "envs")
+    real, calls = harness.trial.train_epoch, []
+
+    def kill_server_in_second_trial(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            process.kill()
+            process.wait()
+        return real(*args, **kwargs)
+
+    sweep(tmp_path / "off")
+    monkeypatch.setattr(harness.trial, "train_epoch", kill_server_in_second_trial)
+    capsys.readouterr()
+    sweep(tmp_path / "on", port)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the sweep goes on" in err[0]
+    on = pd.read_csv(tmp_path / "on" / "trials.csv")[STABLE]
+    pd.testing.assert_frame_equal(on, pd.read_csv(tmp_path / "off" / "trials.csv")[STABLE])
+
+
+def test_a_rerun_trial_replaces_its_trace(server, tmp_path, monkeypatch):
+    import harness.trial
+    from harness.sweep import SweepInterrupted
+
+    port, _ = server
+    real, calls = harness.trial.train_epoch, []
+
+    def interrupt_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    one_point = {"space": {"lr": [0.02], "optimizer": ["sgd"]}}
+    monkeypatch.setattr(harness.trial, "train_epoch", interrupt_second_epoch)
+    with pytest.raises(SweepInterrupted):
+        sweep(tmp_path / "r", port, search=one_point)
+    sweep(tmp_path / "r", port, search=one_point)
+    logged = traces(client(port), "test_acc")
+    assert list(logged) == ["0000-sgd-lr0.02-bs64-s0"]
+    assert [x for x, _ in logged["0000-sgd-lr0.02-bs64-s0"]] == [1, 2]
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses of the sockets listening on `port`, from /proc/net/tcp{,6}."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, port_hex = local.rsplit(":", 1)
+            if state == "0A" and int(port_hex, 16) == port:
+                found.add(address)
+    return found
+
+
+def test_harness_visdom_listens_on_127_0_0_1_only(server):
+    port, _ = server
+    assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1, nothing else
+
+
+def test_parse_url():
+    assert parse_url("http://example:9000") == VisdomConfig("http://example", 9000)
+    assert parse_url("localhost") == VisdomConfig("http://localhost", 8097)
+    with pytest.raises(ValueError):
+        parse_url("http://")
