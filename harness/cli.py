@@ -56,6 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     visdom.add_argument("--env-path", type=Path, default=Path("results/visdom"),
                         help="where saved environments live (default results/visdom)")
     visdom.set_defaults(func=_visdom)
+    compare = commands.add_parser("compare", help="comparison tables of one or more sweeps")
+    compare.add_argument("dirs", type=Path, nargs="+", metavar="DIR", help="results directory")
+    compare.add_argument("--format", choices=["table", "csv", "md", "html"], default="table",
+                         help="table (terminal), csv (the leaderboard), md or html")
+    compare.set_defaults(func=_compare)
+    report = commands.add_parser("report", help="write DIR/report.html with plots")
+    report.add_argument("dir", type=Path, metavar="DIR", help="results directory")
+    report.set_defaults(func=_report)
     summary = commands.add_parser("summary", help="per-layer model summary")
     summary.add_argument("config", type=Path, nargs="?", help="config naming the model")
     summary.set_defaults(func=_summary)
@@ -97,6 +105,60 @@ def _sweep(args: argparse.Namespace) -> int:
         print("dry run passed" + (f"; files in {outcome.out}" if args.out else ""))
     else:
         print(f"results: {outcome.out}")
+    return EXIT_OK
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from harness import tables
+    from harness.results import read_sweep
+
+    sweeps = [read_sweep(d) for d in args.dirs]
+    if len({s.maximize for s in sweeps}) > 1:
+        raise ConfigError("compare: the sweeps optimize in opposite directions; compare "
+                          "sweeps with the same objective")
+    trials = sweeps[0].trials
+    title = sweeps[0].name
+    if len(sweeps) > 1:
+        trials = pd.concat([s.trials.assign(sweep=s.name) for s in sweeps],
+                           ignore_index=True)
+        title = " vs ".join(s.name for s in sweeps)
+    maximize = sweeps[0].maximize
+    if args.format == "csv":
+        print(tables.leaderboard(trials, maximize).to_csv(index=False), end="")
+    elif args.format == "md":
+        print(tables.summary_markdown(trials, maximize, title))
+    elif args.format == "html":
+        from harness.report import render
+
+        history = pd.concat([s.history for s in sweeps], ignore_index=True)
+        print(render(trials, history, maximize, title))
+    else:
+        _print_tables(trials, maximize, title)
+    return EXIT_OK
+
+
+def _print_tables(trials: pd.DataFrame, maximize: bool, title: str) -> None:
+    from harness import tables
+
+    board = tables.leaderboard(trials, maximize)
+    sections = [("leaderboard", board), ("best per optimizer", tables.by_optimizer(board)),
+                ("seeds: Welch's t-test against the leader", tables.seed_tests(trials, maximize)),
+                ("failed and pruned", tables.failures(trials))]
+    print(f"{title}: {tables.state_counts(trials)}")
+    with pd.option_context("display.width", 160, "display.max_columns", 30,
+                           "display.float_format", "{:.4g}".format):
+        for heading, table in sections:
+            if not table.empty:
+                print(f"\n{heading}\n{table.to_string(index=False)}")
+
+
+def _report(args: argparse.Namespace) -> int:
+    from harness.report import write_report
+    from harness.results import read_sweep
+
+    sweep = read_sweep(args.dir)
+    path = write_report(args.dir, sweep.trials, sweep.history, sweep.maximize, sweep.name)
+    print(f"report: {path}")
     return EXIT_OK
 
 

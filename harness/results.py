@@ -1,4 +1,4 @@
-"""The study -> trials.csv and history.csv.
+"""The study -> trials.csv, history.csv, tables/*.csv and summary.md.
 
 The Optuna storage is the one source of truth: these files are rebuilt from it after
 every trial (by whichever worker finished one), so they always agree with each other
@@ -8,13 +8,18 @@ and with the study, and can be rebuilt on any machine that reaches the storage.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pandas as pd
+import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from harness.files import atomic_write_csv
+from harness import tables
+from harness.config import ConfigError
+from harness.files import atomic_write_csv, atomic_write_text
 from harness.search import latest_attempts
 
 TRIAL_COLUMNS = [
@@ -26,6 +31,7 @@ TRIAL_COLUMNS = [
 HISTORY_COLUMNS = ["trial", "run", "epoch", "train_loss", "test_loss", "test_acc",
                    "epoch_s", "elapsed_s"]
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+MIN_TRIALS_FOR_IMPORTANCE = 8  # fANOVA on fewer trials is mostly noise
 
 
 def finished_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
@@ -54,6 +60,59 @@ def write_results(out: Path, trials: list[FrozenTrial], model: dict[str, int]) -
     atomic_write_csv(out / "trials.csv", table)
     atomic_write_csv(out / "history.csv", history_frame(trials))
     return table
+
+
+def write_tables(out: Path, trials: pd.DataFrame, maximize: bool, title: str,
+                 importance: pd.DataFrame | None = None) -> None:
+    """tables/*.csv and summary.md, rebuilt from trials.csv."""
+    board = tables.leaderboard(trials, maximize)
+    frames = {"leaderboard": board, "by_optimizer": tables.by_optimizer(board),
+              "marginals": tables.marginals(trials),
+              "seeds": tables.seed_tests(trials, maximize),
+              "failures": tables.failures(trials)}
+    for name, pivot in tables.pivots(trials).items():
+        frames[f"pivot_{name}"] = pivot.reset_index()
+    if importance is not None:
+        frames["importance"] = importance
+    for name, frame in frames.items():
+        atomic_write_csv(out / "tables" / f"{name}.csv", frame)
+    atomic_write_text(out / "summary.md",
+                      tables.summary_markdown(trials, maximize, title, importance))
+
+
+def importance(study: optuna.Study) -> pd.DataFrame | None:
+    """Optuna's hyperparameter importance (fANOVA), once enough trials differ."""
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    varied = {k for t in done for k in t.params if len({u.params.get(k) for u in done}) > 1}
+    if len(done) < MIN_TRIALS_FOR_IMPORTANCE or not varied:
+        return None
+    values = optuna.importance.get_param_importances(
+        study, params=sorted(varied),
+        evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+    return pd.DataFrame({"hparam": list(values), "importance": list(values.values())})
+
+
+@dataclass(frozen=True)
+class SavedSweep:
+    name: str
+    trials: pd.DataFrame
+    history: pd.DataFrame
+    maximize: bool
+
+
+def read_sweep(out: Path) -> SavedSweep:
+    """A finished or running sweep's files, for compare and report."""
+    try:
+        trials = pd.read_csv(out / "trials.csv", keep_default_na=True)
+        history = pd.read_csv(out / "history.csv")
+        config = yaml.safe_load((out / "config.yaml").read_text())
+    except (OSError, pd.errors.ParserError, yaml.YAMLError) as err:
+        reason = getattr(err, "strerror", None) or type(err).__name__
+        raise ConfigError(f"{out}: not a readable results directory ({reason}); give the "
+                          "directory a sweep wrote, such as results/quickstart") from None
+    direction = config.get("objective", {}).get("direction", "maximize")
+    trials["error"] = trials["error"].fillna("")
+    return SavedSweep(config.get("name", out.name), trials, history, direction == "maximize")
 
 
 def _trial_row(t: FrozenTrial, model: dict[str, int]) -> dict[str, Any]:

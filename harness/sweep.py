@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,7 +35,7 @@ from harness.config import (
 from harness.data import Dataset, load_dataset
 from harness.files import atomic_write_csv, atomic_write_text, file_lock
 from harness.models import build_model, model_summary
-from harness.results import finished_trials, write_results
+from harness.results import finished_trials, importance, write_results, write_tables
 from harness.search import Search, make_pruner, make_sampler, total_points
 from harness.sinks.base import Sink
 from harness.sinks.progress import ProgressSink
@@ -89,7 +90,7 @@ def run_sweep(config: Config, options: SweepOptions) -> SweepOutcome:
 
 def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: Dataset,
          options: SweepOptions, max_batches: int | None = None) -> SweepOutcome:
-    model = _write_model_summary(config, out, data)
+    model = _write_model_summary(config, out, data, options.progress)
     study = _open_study(config, storage)
     search = Search(config, study, storage, max_batches)
     done = len(finished_trials(study.get_trials(deepcopy=False)))
@@ -115,6 +116,7 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
             _record(study, claim.trial, result, data)
             ran += 1
             table = write_results(out, study.get_trials(deepcopy=False), model)
+            write_tables(out, table, maximize, config.name)
             if live is not None:
                 live.refresh(table, maximize)
             if result.interrupted:
@@ -124,6 +126,7 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
         if live is not None:
             live.close()
     table = write_results(out, study.get_trials(deepcopy=False), model)
+    write_tables(out, table, maximize, config.name, importance(study))
     return SweepOutcome(out=out, trials=table, ran=ran)
 
 
@@ -224,10 +227,15 @@ def _open_study(config: Config, storage: optuna.storages.BaseStorage) -> optuna.
     return study
 
 
-def _write_model_summary(config: Config, out: Path, data: Dataset) -> dict[str, int]:
+def _write_model_summary(config: Config, out: Path, data: Dataset,
+                         show: bool) -> dict[str, int]:
     model = build_model(config.model)
     table = model_summary(model)
     atomic_write_csv(out / "model_summary.csv", table)
+    if show:
+        print(f"{config.model}: {table['params'].sum():,} parameters, "
+              f"{table['mult_adds'].sum():,} mult-adds per sample (model_summary.csv)",
+              file=sys.stderr)
     if config.logging.tensorboard is not None:
         with file_lock(out / ".lock"):
             text = "```\n" + table.to_string(index=False) + "\n```"
