@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("config", type=Path, help="YAML config, e.g. experiments/grid.yaml")
     sweep.add_argument("--out", type=Path, help="results directory (default results/<name>)")
     sweep.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides train.device)")
+    sweep.add_argument("--workers", type=int, default=1, help="processes that run trials "
+                       "at once on this machine (default 1)")
     sweep.add_argument("--storage", help="Optuna storage URL (default: SQLite in the "
                        "results directory), e.g. postgresql://user:pass@host/db")
     sweep.add_argument("--fresh", action="store_true",
@@ -88,10 +90,12 @@ def _sweep(args: argparse.Namespace) -> int:
     from harness.tables import state_counts, top_trials
 
     config = load_config(args.config)
+    if args.workers < 1:
+        raise ConfigError(f"--workers: {args.workers} is too small; use 1 or more")
     signal.signal(signal.SIGTERM, _interrupt)
     options = SweepOptions(out=args.out, storage=args.storage, device=args.device,
                            fresh=args.fresh, dry_run=args.dry_run, progress=not args.quiet,
-                           visdom=args.visdom)
+                           visdom=args.visdom, workers=args.workers)
     outcome = run_sweep(config, options)
     trials = outcome.trials
     maximize = config.objective.direction == "maximize"

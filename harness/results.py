@@ -49,7 +49,7 @@ def trials_frame(trials: list[FrozenTrial], model: dict[str, int]) -> pd.DataFra
 def history_frame(trials: list[FrozenTrial]) -> pd.DataFrame:
     rows = []
     for t in finished_trials(trials):
-        for epoch in t.user_attrs.get("history", []):
+        for epoch in t.user_attrs.get("result", {}).get("history", []):
             rows.append({"trial": t.number, "run": t.user_attrs.get("run", "")} | epoch)
     return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
 
@@ -117,8 +117,9 @@ def read_sweep(out: Path) -> SavedSweep:
 
 def _trial_row(t: FrozenTrial, model: dict[str, int]) -> dict[str, Any]:
     attrs = t.user_attrs
-    history: list[dict[str, float]] = attrs.get("history", [])
-    hparams = attrs.get("hparams", {})
+    result = attrs.get("result", {})  # what the trial measured, see sweep._record
+    history: list[dict[str, float]] = result.get("history", [])
+    hparams = result.get("hparams", {})
     last = history[-1] if history else {}
     accs = [h["test_acc"] for h in history if math.isfinite(h["test_acc"])]
     return {
@@ -126,13 +127,13 @@ def _trial_row(t: FrozenTrial, model: dict[str, int]) -> dict[str, Any]:
         **{k: hparams.get(k) for k in ("optimizer", "lr", "batch_size", "momentum",
                                        "weight_decay")},
         "seed": attrs.get("seed"), "epochs": len(history),
-        "value": t.value if t.state == TrialState.COMPLETE else attrs.get("value"),
+        "value": t.value if t.state == TrialState.COMPLETE else result.get("value"),
         "best_test_acc": max(accs) if accs else None,
-        "best_epoch": attrs.get("best_epoch"),
+        "best_epoch": result.get("best_epoch"),
         "final_test_acc": last.get("test_acc"), "final_test_loss": last.get("test_loss"),
         "final_train_loss": last.get("train_loss"),
-        "duration_s": attrs.get("duration_s"), "samples_per_s": attrs.get("samples_per_s"),
-        "device": attrs.get("device", ""), "dataset": attrs.get("dataset", ""),
+        "duration_s": result.get("duration_s"), "samples_per_s": result.get("samples_per_s"),
+        "device": result.get("device", ""), "dataset": result.get("dataset", ""),
         "params": model.get("params"), "mult_adds": model.get("mult_adds"),
         "error": attrs.get("error", ""),
     }

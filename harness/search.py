@@ -100,6 +100,7 @@ class Search:
         self.config, self.study, self.storage = config, study, storage
         self.max_batches = max_batches
         self.study_id = storage.get_study_id_from_name(study.study_name)
+        self.owner = this_process()
 
     def claim(self) -> Claim | None:
         """The next point to run as a started trial, or None when nothing is left."""
@@ -111,17 +112,27 @@ class Search:
             if point is None:
                 return None
             if point.key:
-                self.study.enqueue_trial(point.params, user_attrs=_attrs(point))
+                self.study.enqueue_trial(point.params, user_attrs=self._attrs(point))
         trial = self.study.ask()
         params = self._suggest(trial)
         if "point" not in trial.user_attrs:  # freshly sampled by the optuna method
             point = Point(f"c{trial.number}", trial.number, params, self.config.search.seeds[0])
-            for key, value in _attrs(point).items():
+            for key, value in self._attrs(point).items():
                 trial.set_user_attr(key, value)
             for seed in self.config.search.seeds[1:]:
                 repeat = Point(f"c{trial.number}-s{seed}", trial.number, params, seed)
-                self.study.enqueue_trial(params, user_attrs=_attrs(repeat))
+                self.study.enqueue_trial(params, user_attrs=self._attrs(repeat, owner=""))
+        if trial.user_attrs.get("owner") != self.owner:  # queued by another process
+            trial.set_user_attr("owner", self.owner)
         return Claim(trial, self._spec(trial, params))
+
+    def _attrs(self, point: Point, owner: str | None = None) -> dict[str, Any]:
+        """A point's attributes, set with its trial in one write: the claiming process
+        is its owner, the run name follows from the point."""
+        full = {key: getattr(self.config.train, key) for key in SEARCHABLE} | point.params
+        run = run_name(point.index, full, point.seed, set(self.config.search.space))
+        return {"point": point.key, "index": point.index, "seed": point.seed, "run": run,
+                "owner": self.owner if owner is None else owner}
 
     def _next_point(self, trials: list[FrozenTrial]) -> Point | None:
         """A point that has never run or was interrupted; for the optuna method, a new
@@ -162,9 +173,7 @@ class Search:
         config = self.config
         full = {key: getattr(config.train, key) for key in SEARCHABLE} | params
         attrs = trial.user_attrs
-        run = run_name(attrs["index"], full, attrs["seed"], set(config.search.space))
-        trial.set_user_attr("run", run)
-        trial.set_user_attr("owner", this_process())
+        run = attrs["run"]
         epochs = 1 if self.max_batches else config.train.epochs
         tensorboard = config.logging.tensorboard
         return TrialSpec(
@@ -205,10 +214,6 @@ def _suggest(trial: optuna.Trial, name: str, values: tuple[Any, ...] | Range) ->
 def _needs_rerun(trial: FrozenTrial) -> bool:
     error = str(trial.user_attrs.get("error", ""))
     return trial.state == TrialState.FAIL and error.startswith(INTERRUPTED)
-
-
-def _attrs(point: Point) -> dict[str, Any]:
-    return {"point": point.key, "index": point.index, "seed": point.seed}
 
 
 def _key(params: dict[str, Any], seed: int) -> str:

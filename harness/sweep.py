@@ -13,6 +13,7 @@ import dataclasses
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,9 +22,12 @@ from typing import Any
 
 import optuna
 import pandas as pd
+import sqlalchemy
+import torch
 import yaml
 from optuna.trial import TrialState
 
+from harness import workers
 from harness.config import (
     Config,
     ConfigError,
@@ -45,6 +49,7 @@ from harness.trial import TrialResult, resolve_device, run_trial
 
 DRY_RUN_BATCHES = 2  # a dry run trains this many batches of one epoch per trial
 EXAMPLES = 256  # test digits a trial's prediction grid picks from
+TABLES_EVERY_S = 5.0  # summary.md and tables/ after a trial, at most this often, and at the end
 OWNED = ("config.yaml", "study.db", "trials.csv", "history.csv", "summary.md", "tables",
          "model_summary.csv", "tb", "checkpoints", "report.html", ".lock")
 
@@ -62,6 +67,8 @@ class SweepOptions:
     dry_run: bool = False  # every point for a few batches, in memory
     progress: bool = True  # progress bar and one line per finished trial on stderr
     visdom: str | None = None  # "off", or a server URL overriding logging.visdom
+    workers: int = 1  # processes pulling points from the study (this one included)
+    bar: bool = True  # the progress bar; worker processes print only the trial lines
 
 
 @dataclass
@@ -69,6 +76,7 @@ class SweepOutcome:
     out: Path
     trials: pd.DataFrame  # trials.csv as a table
     ran: int  # trials this process ran
+    model: dict[str, int]  # params and mult_adds
 
 
 def run_sweep(config: Config, options: SweepOptions) -> SweepOutcome:
@@ -85,16 +93,34 @@ def run_sweep(config: Config, options: SweepOptions) -> SweepOutcome:
         _discard(out, storage, config.name)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", dump_config(config))
-    return _run(config, out, storage, data, options)
+    if options.workers == 1:
+        return _run(config, out, storage, data, options)
+    _open_study(config, storage)  # before the children, which would race to create it
+    torch.set_num_threads(workers.threads_per_worker(options.workers))
+    children = workers.spawn(config, dataclasses.replace(options, out=out),
+                             options.workers - 1)
+    try:
+        outcome = _run(config, out, storage, data, options)
+    except BaseException:
+        workers.stop(children)
+        raise
+    finally:
+        workers.join(children)
+    study = _open_study(config, storage)
+    outcome.trials = write_results(out, study.get_trials(deepcopy=False), outcome.model)
+    return outcome
 
 
 def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: Dataset,
          options: SweepOptions, max_batches: int | None = None) -> SweepOutcome:
-    model = _write_model_summary(config, out, data, options.progress)
+    model = _write_model_summary(config, out, data, options.progress and options.bar)
     study = _open_study(config, storage)
     search = Search(config, study, storage, max_batches)
-    done = len(finished_trials(study.get_trials(deepcopy=False)))
-    progress = ProgressSink(total_points(config), done, enabled=options.progress)
+    def done() -> int:
+        return len(finished_trials(study.get_trials(deepcopy=False)))
+
+    progress = ProgressSink(total_points(config), done, lines=options.progress,
+                            bar=options.progress and options.bar)
     sinks: list[Sink] = [progress]
     if config.logging.tensorboard is not None:
         examples = (data.x_test[:EXAMPLES], data.y_test[:EXAMPLES])
@@ -103,7 +129,7 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
     if live is not None:
         sinks.append(live)
     maximize = config.objective.direction == "maximize"
-    ran = 0
+    ran, tables_due = 0, 0.0
     try:
         while True:
             with file_lock(out / ".lock"):
@@ -116,7 +142,9 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
             _record(study, claim.trial, result, data)
             ran += 1
             table = write_results(out, study.get_trials(deepcopy=False), model)
-            write_tables(out, table, maximize, config.name)
+            if time.monotonic() >= tables_due:
+                write_tables(out, table, maximize, config.name)
+                tables_due = time.monotonic() + TABLES_EVERY_S
             if live is not None:
                 live.refresh(table, maximize)
             if result.interrupted:
@@ -127,7 +155,7 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
             live.close()
     table = write_results(out, study.get_trials(deepcopy=False), model)
     write_tables(out, table, maximize, config.name, importance(study))
-    return SweepOutcome(out=out, trials=table, ran=ran)
+    return SweepOutcome(out=out, trials=table, ran=ran, model=model)
 
 
 def _visdom(config: Config, options: SweepOptions) -> VisdomSink | None:
@@ -156,12 +184,13 @@ def _pruning(trial: optuna.Trial, config: Config) -> Any:
 def _record(study: optuna.Study, trial: optuna.Trial, result: TrialResult,
             data: Dataset) -> None:
     """Store the result in the study (the source of every results file)."""
-    attrs = {"history": result.history, "hparams": result.spec.params, "error": result.error,
-             "duration_s": result.duration_s, "samples_per_s": result.samples_per_s,
-             "best_epoch": result.best_epoch, "value": result.value,
-             "device": str(data.device), "dataset": data.name}
-    for key, value in attrs.items():
-        trial.set_user_attr(key, value)
+    # One attribute, one database write; `error` apart, as resuming reads it.
+    trial.set_user_attr("result", {
+        "history": result.history, "hparams": result.spec.params,
+        "duration_s": result.duration_s, "samples_per_s": result.samples_per_s,
+        "best_epoch": result.best_epoch, "value": result.value,
+        "device": str(data.device), "dataset": data.name})
+    trial.set_user_attr("error", result.error)
     if result.state == "COMPLETE":
         study.tell(trial, result.value)
     else:
@@ -198,12 +227,29 @@ def open_storage(url: str, out: Path | None) -> optuna.storages.BaseStorage:
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     try:
-        return optuna.storages.RDBStorage(url)
+        # Worker processes share SQLite: wait for its lock rather than fail after 5 s.
+        if not url.startswith("sqlite"):
+            return optuna.storages.RDBStorage(url)
+        storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {
+            "timeout": 120}})
+        sqlalchemy.event.listen(storage.engine, "connect", _sqlite_wal)
+        storage.engine.dispose()  # reconnect, so that every connection gets WAL
+        return storage
     except Exception as err:  # SQLAlchemy's errors vary by database
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"--storage: cannot open {url!r} ({reason}); give an Optuna "
                           "storage URL such as sqlite:///study.db or "
                           "postgresql://user:pass@host/db") from None
+
+
+def _sqlite_wal(connection: Any, record: Any) -> None:
+    """WAL: readers never block the writer, commits are cheaper; with synchronous=NORMAL
+    a killed process loses nothing committed (only a power cut could lose the last
+    commits, never corrupt the file)."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def _open_study(config: Config, storage: optuna.storages.BaseStorage) -> optuna.Study:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tqdm import tqdm
@@ -15,13 +16,15 @@ if TYPE_CHECKING:
 
 
 class ProgressSink:
-    def __init__(self, total: int, done: int, enabled: bool = True) -> None:
-        self.total, self.enabled = total, enabled
-        # The bar only draws on a terminal; the per-trial lines always print.
-        self.bar = tqdm(total=total, initial=done, unit="trial", file=sys.stderr,
-                        disable=True if not enabled else None, dynamic_ncols=True,
+    """`done` counts the sweep's finished trials, whichever worker ran them."""
+
+    def __init__(self, total: int, done: Callable[[], int], lines: bool = True,
+                 bar: bool = True) -> None:
+        self.total, self.count, self.lines = total, done, lines
+        # The bar only draws on a terminal; the per-trial lines print anywhere.
+        self.bar = tqdm(total=total, initial=done(), unit="trial", file=sys.stderr,
+                        disable=True if not bar else None, dynamic_ncols=True,
                         leave=False)
-        self.done = done
 
     def start(self, spec: TrialSpec, model: nn.Module) -> None:
         self.bar.set_description(spec.run)
@@ -31,10 +34,11 @@ class ProgressSink:
             self.bar.set_postfix(epoch=step, test_acc=f"{metrics['test_acc']:.4f}")
 
     def finish(self, result: TrialResult) -> None:
-        self.done += 1
-        self.bar.update(1)
-        if self.enabled:
-            tqdm.write(format_result(result, self.done, self.total), file=sys.stderr)
+        # The study has not recorded this result yet: it is the next one done.
+        done = self.count() + 1
+        self.bar.update(done - self.bar.n)
+        if self.lines:
+            tqdm.write(format_result(result, done, self.total), file=sys.stderr)
 
     def close(self) -> None:
         self.bar.close()

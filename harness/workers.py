@@ -1,0 +1,60 @@
+"""Several processes on one sweep (`--workers N`): the parent and N-1 children each pull
+the next point from the shared study, so no point runs twice and a free worker never
+waits for a slow one. Torch's threads are divided among them."""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import signal
+import sys
+from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from harness.config import Config
+    from harness.sweep import SweepOptions
+
+JOIN_TIMEOUT_S = 120  # after Ctrl-C, how long a child gets to record its trial
+
+
+def threads_per_worker(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def spawn(config: Config, options: SweepOptions, children: int) -> list[BaseProcess]:
+    """Start `children` worker processes on the sweep that `options.out` holds."""
+    context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
+    child = dataclasses.replace(options, workers=1, fresh=False, bar=False)
+    threads = threads_per_worker(options.workers)
+    processes = [context.Process(target=_work, args=(config, child, threads), daemon=False)
+                 for _ in range(children)]
+    for process in processes:
+        process.start()
+    return processes
+
+
+def stop(processes: list[BaseProcess]) -> None:
+    """Ask running children to stop like Ctrl-C would: record the trial, then exit."""
+    for process in processes:
+        if process.is_alive() and process.pid is not None:
+            os.kill(process.pid, signal.SIGINT)
+
+
+def join(processes: list[BaseProcess]) -> list[int | None]:
+    for process in processes:
+        process.join(JOIN_TIMEOUT_S)
+    return [process.exitcode for process in processes]
+
+
+def _work(config: Config, options: SweepOptions, threads: int) -> None:
+    from harness.sweep import run_sweep
+
+    torch.set_num_threads(threads)
+    try:
+        run_sweep(config, options)
+    except KeyboardInterrupt:
+        sys.exit(130)
