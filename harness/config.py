@@ -52,6 +52,8 @@ class TrainConfig:
     momentum: float = 0.9  # sgd's momentum when search.space has none
     weight_decay: float = 0.0  # L2 penalty when search.space has none
     eval_batch_size: int = 1000  # evaluation only: bigger is faster, results are the same
+    amp: bool = False  # bf16 autocast (fast on recent GPUs; changes the numbers slightly)
+    channels_last: bool = False  # NHWC memory layout for the convolutions (GPU)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,12 @@ class Dataset:
     def device(self) -> torch.device:
         return self.x_train.device
 
+    def channels_last(self) -> Dataset:
+        """The images in NHWC layout, which convolutions on a GPU read faster."""
+        layout = torch.channels_last
+        return Dataset(self.name, self.x_train.contiguous(memory_format=layout), self.y_train,
+                       self.x_test.contiguous(memory_format=layout), self.y_test)
+
 
 def load_dataset(config: DataConfig, device: torch.device) -> Dataset:
     """Load the configured data set onto `device`, cut to train_size / test_size."""

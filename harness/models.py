@@ -47,16 +47,21 @@ def count_params(model: nn.Module) -> int:
 
 
 def build_optimizer(
-    name: str, params: Any, lr: float, momentum: float, weight_decay: float
+    name: str, params: Any, lr: float, momentum: float, weight_decay: float,
+    fused: bool = False,
 ) -> torch.optim.Optimizer:
     """The optimizer table. Only sgd takes `momentum`; the others use their own
-    defaults (rmsprop with momentum 0.9 at common learning rates does not learn)."""
+    defaults (rmsprop with momentum 0.9 at common learning rates does not learn).
+    `fused` (CUDA) updates all parameters in one kernel instead of one per tensor."""
+    speed = {"fused": True} if fused else {}
     table: dict[str, Callable[[], torch.optim.Optimizer]] = {
         "sgd": lambda: torch.optim.SGD(
-            params, lr=lr, momentum=momentum, weight_decay=weight_decay),
-        "adam": lambda: torch.optim.Adam(params, lr=lr, weight_decay=weight_decay),
-        "adamw": lambda: torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay),
-        "rmsprop": lambda: torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay),
+            params, lr=lr, momentum=momentum, weight_decay=weight_decay, **speed),
+        "adam": lambda: torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **speed),
+        "adamw": lambda: torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay,
+                                           **speed),
+        "rmsprop": lambda: torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay,
+                                               foreach=fused or None),
     }
     return table[name]()
 

@@ -181,7 +181,8 @@ class Search:
             model=config.model, eval_batch_size=config.train.eval_batch_size,
             metric=config.objective.metric,
             maximize=config.objective.direction == "maximize", max_batches=self.max_batches,
-            log_every=tensorboard.log_every if tensorboard else 0)
+            log_every=tensorboard.log_every if tensorboard else 0, amp=config.train.amp,
+            channels_last=config.train.channels_last)
 
 
 def latest_attempts(trials: list[FrozenTrial]) -> dict[str, FrozenTrial]:

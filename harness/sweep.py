@@ -154,7 +154,8 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
         if live is not None:
             live.close()
     table = write_results(out, study.get_trials(deepcopy=False), model)
-    write_tables(out, table, maximize, config.name, importance(study))
+    if ran or not (out / "summary.md").exists():  # a resume with nothing to do is quick
+        write_tables(out, table, maximize, config.name, importance(study))
     return SweepOutcome(out=out, trials=table, ran=ran, model=model)
 
 

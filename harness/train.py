@@ -29,13 +29,14 @@ def train_epoch(
     generator: torch.Generator,
     max_batches: int | None = None,
     log_every: int = 0,
+    amp: bool = False,
 ) -> EpochStats:
     """Train one pass over (x, y) in a random order.
 
     The order comes from `generator` (a CPU generator, so the same seed gives the same
     order on every device). Every `log_every` steps the loss is kept on the device; all
     of them are read with the epoch's mean, in one sync. `max_batches` cuts the epoch
-    short for dry runs.
+    short for dry runs; `amp` runs the forward pass under bf16 autocast.
     """
     model.train()
     order = torch.randperm(len(x), generator=generator).to(x.device, non_blocking=True)
@@ -46,7 +47,8 @@ def train_epoch(
         if max_batches is not None and step >= max_batches:
             break
         idx = order[start : start + batch_size]
-        loss = F.cross_entropy(model(x[idx]), y[idx])
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = F.cross_entropy(model(x[idx]), y[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -61,14 +63,15 @@ def train_epoch(
 
 @torch.inference_mode()
 def evaluate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, amp: bool = False
 ) -> tuple[float, float]:
     """Return (mean loss, accuracy) over (x, y), in large batches, one sync at the end."""
     model.eval()
     loss = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device, dtype=torch.long)
     for start in range(0, len(x), batch_size):
-        logits = model(x[start : start + batch_size])
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(x[start : start + batch_size]).float()
         target = y[start : start + batch_size]
         loss += F.cross_entropy(logits, target, reduction="sum")
         correct += (logits.argmax(1) == target).sum()

@@ -39,6 +39,8 @@ class TrialSpec:
     maximize: bool = True
     max_batches: int | None = None  # dry runs: train only this many batches per epoch
     log_every: int = 0  # also log the training loss every N steps (0: per epoch only)
+    amp: bool = False  # bf16 autocast
+    channels_last: bool = False  # NHWC layout for model and data
 
 
 @dataclass(frozen=True)
@@ -120,9 +122,13 @@ class _Loop:
         spec, data = self.spec, self.data
         torch.manual_seed(spec.seed)
         model = build_model(spec.model).to(data.device)
+        if spec.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+            data = data.channels_last()
         p = spec.params
         optimizer = build_optimizer(p["optimizer"], model.parameters(), p["lr"],
-                                    p["momentum"], p["weight_decay"])
+                                    p["momentum"], p["weight_decay"],
+                                    fused=data.device.type == "cuda")
         generator = torch.Generator().manual_seed(spec.seed)
         for sink in self.sinks:
             sink.start(spec, model)
@@ -130,7 +136,7 @@ class _Loop:
         for epoch in range(1, spec.epochs + 1):
             t0 = time.perf_counter()
             stats = train_epoch(model, optimizer, data.x_train, data.y_train, p["batch_size"],
-                                generator, spec.max_batches, spec.log_every)
+                                generator, spec.max_batches, spec.log_every, spec.amp)
             self.train_time += time.perf_counter() - t0
             self.train_samples += stats.seen
             for step, loss in stats.step_losses:
@@ -138,7 +144,7 @@ class _Loop:
                     sink.log({"train_loss_step": loss}, steps + step)
             steps += -(-stats.seen // p["batch_size"])
             test_loss, test_acc = evaluate(model, data.x_test, data.y_test,
-                                           spec.eval_batch_size)
+                                           spec.eval_batch_size, spec.amp)
             metrics = {"epoch": epoch, "train_loss": stats.loss, "test_loss": test_loss,
                        "test_acc": test_acc, "lr": p["lr"],
                        "epoch_s": time.perf_counter() - t0,
@@ -171,6 +177,11 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda":
+        # TF32 matmuls and convolutions, and cuDNN picking its fastest kernels: the
+        # usual speed settings for training on NVIDIA GPUs.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
         if not torch.cuda.is_available():
             raise ConfigError(f"device: {name!r} but this machine has no CUDA device; use "
                               "--device cpu or auto")

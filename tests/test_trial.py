@@ -82,3 +82,23 @@ def test_best_epoch_follows_the_objective_direction(data):
     result = run_trial(spec(epochs=3, metric="test_loss", maximize=False), data)
     losses = [h["test_loss"] for h in result.history]
     assert result.best_epoch == losses.index(min(losses)) + 1
+
+
+def test_the_gpu_switches_run_on_the_cpu_too(data):
+    # bf16 autocast and channels_last are GPU speed switches; CI has no GPU, so the
+    # same code path is checked here.
+    plain = run_trial(spec(epochs=4), data)
+    fast = run_trial(spec(amp=True, channels_last=True, epochs=4), data)
+    assert fast.state == "COMPLETE"
+    losses = [h["train_loss"] for h in fast.history]
+    assert losses[-1] < losses[0]
+    # bf16 rounds differently, but it learns the same thing.
+    assert losses == pytest.approx([h["train_loss"] for h in plain.history], abs=0.05)
+
+
+def test_fused_optimizers_are_asked_for_on_cuda_only():
+    from harness.models import build_optimizer
+
+    params = list(LeNet().parameters())
+    assert build_optimizer("adam", params, 0.1, 0.9, 0.0).defaults["fused"] is None
+    assert build_optimizer("adam", params, 0.1, 0.9, 0.0, fused=True).defaults["fused"]
