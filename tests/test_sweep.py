@@ -78,10 +78,10 @@ def test_an_exception_in_one_trial_does_not_stop_the_sweep(tmp_path, monkeypatch
 
     real = harness.trial.build_optimizer
 
-    def flaky(name, *args):
+    def flaky(name, *args, **kwargs):
         if name == "adam":
             raise ValueError("adam is broken today")
-        return real(name, *args)
+        return real(name, *args, **kwargs)
 
     monkeypatch.setattr(harness.trial, "build_optimizer", flaky)
     trials = sweep(small_config(), tmp_path / "r").trials
