@@ -18,7 +18,7 @@ import yaml
 CONFIG = {
     "name": "workers-bench",
     "data": {"dataset": "mnist-5k"},
-    "train": {"epochs": 3, "seed": 0, "device": "cpu"},
+    "train": {"epochs": 5, "seed": 0, "device": "cpu"},
     "search": {"method": "grid", "space": {"lr": [0.001, 0.01], "batch_size": [32, 128],
                                            "optimizer": ["sgd", "adam", "rmsprop"]}},
     "logging": {"tensorboard": True, "visdom": False},

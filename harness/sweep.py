@@ -68,7 +68,7 @@ class SweepOptions:
     progress: bool = True  # progress bar and one line per finished trial on stderr
     visdom: str | None = None  # "off", or a server URL overriding logging.visdom
     workers: int = 1  # processes pulling points from the study (this one included)
-    bar: bool = True  # the progress bar; worker processes print only the trial lines
+    child: bool = False  # a --workers child: no bar (only trial lines), no final tables
 
 
 @dataclass
@@ -96,9 +96,11 @@ def run_sweep(config: Config, options: SweepOptions) -> SweepOutcome:
     if options.workers == 1:
         return _run(config, out, storage, data, options)
     _open_study(config, storage)  # before the children, which would race to create it
+    if isinstance(storage, optuna.storages.RDBStorage):
+        storage.engine.dispose()  # no database connection may cross a fork
     torch.set_num_threads(workers.threads_per_worker(options.workers))
     children = workers.spawn(config, dataclasses.replace(options, out=out),
-                             options.workers - 1)
+                             options.workers - 1, device)
     try:
         outcome = _run(config, out, storage, data, options)
     except BaseException:
@@ -108,19 +110,21 @@ def run_sweep(config: Config, options: SweepOptions) -> SweepOutcome:
         workers.join(children)
     study = _open_study(config, storage)
     outcome.trials = write_results(out, study.get_trials(deepcopy=False), outcome.model)
+    write_tables(out, outcome.trials, config.objective.direction == "maximize", config.name,
+                 importance(study))
     return outcome
 
 
 def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: Dataset,
          options: SweepOptions, max_batches: int | None = None) -> SweepOutcome:
-    model = _write_model_summary(config, out, data, options.progress and options.bar)
+    model = _write_model_summary(config, out, data, options.progress and not options.child)
     study = _open_study(config, storage)
     search = Search(config, study, storage, max_batches)
     def done() -> int:
         return len(finished_trials(study.get_trials(deepcopy=False)))
 
     progress = ProgressSink(total_points(config), done, lines=options.progress,
-                            bar=options.progress and options.bar)
+                            bar=options.progress and not options.child)
     sinks: list[Sink] = [progress]
     if config.logging.tensorboard is not None:
         examples = (data.x_test[:EXAMPLES], data.y_test[:EXAMPLES])
@@ -154,7 +158,10 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
         if live is not None:
             live.close()
     table = write_results(out, study.get_trials(deepcopy=False), model)
-    if ran or not (out / "summary.md").exists():  # a resume with nothing to do is quick
+    # With --workers the parent writes them once its children are done; a resume with
+    # nothing to do keeps those it has.
+    alone = options.workers == 1 and not options.child
+    if alone and (ran or not (out / "summary.md").exists()):
         write_tables(out, table, maximize, config.name, importance(study))
     return SweepOutcome(out=out, trials=table, ran=ran, model=model)
 

@@ -25,10 +25,19 @@ def threads_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def spawn(config: Config, options: SweepOptions, children: int) -> list[BaseProcess]:
+def start_method(device: torch.device) -> str:
+    """fork starts a worker in milliseconds with torch imported and the data loaded
+    (spawn takes seconds to import it all again); CUDA does not survive a fork."""
+    if device.type == "cpu" and "fork" in multiprocessing.get_all_start_methods():
+        return "fork"
+    return "spawn"
+
+
+def spawn(config: Config, options: SweepOptions, children: int, device: torch.device
+          ) -> list[BaseProcess]:
     """Start `children` worker processes on the sweep that `options.out` holds."""
-    context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
-    child = dataclasses.replace(options, workers=1, fresh=False, bar=False)
+    context = multiprocessing.get_context(start_method(device))
+    child = dataclasses.replace(options, workers=1, fresh=False, child=True)
     threads = threads_per_worker(options.workers)
     processes = [context.Process(target=_work, args=(config, child, threads), daemon=False)
                  for _ in range(children)]

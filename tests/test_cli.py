@@ -113,3 +113,20 @@ def test_summary_prints_the_layers_and_totals(tmp_path):
 def test_help_shows_the_commands(tmp_path, command):
     result = run_cli(*command, cwd=tmp_path)
     assert result.returncode == 0 and "sweep" in result.stdout
+
+
+def test_two_workers_share_a_grid_and_run_every_point_once(tmp_path, write_config):
+    raw = small_config(search={"space": {"lr": [0.01, 0.02, 0.05], "batch_size": [32, 64],
+                                         "optimizer": ["sgd", "adam"]}})
+    result = run_cli("sweep", str(write_config(raw)), "--out", "r", "--workers", "2",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    trials = pd.read_csv(tmp_path / "r" / "trials.csv")
+    assert len(trials) == 12 and (trials.state == "COMPLETE").all() and trials.run.is_unique
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/r/study.db")
+    assert len(study.trials) == 12  # no point was run twice
+    owners = {t.user_attrs["owner"].split(":")[-2] for t in study.trials}
+    assert len(owners) == 2  # both processes ran trials
+    assert (tmp_path / "r" / "summary.md").exists()
+    bad = run_cli("sweep", str(write_config(raw)), "--workers", "0", cwd=tmp_path)
+    assert bad.returncode == 2 and "--workers: 0 is too small" in bad.stderr
