@@ -10,13 +10,20 @@ BASE_PYTHON := $(shell for p in python3.12 python3.13 python3 python; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' \
 	2>/dev/null && echo $$p && break; done)
 
-.PHONY: sweep test lint clean
+# PostgreSQL's server programs: the distributed-mode tests start a real server.
+POSTGRES := $(shell command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | tail -n 1)
+
+.PHONY: sweep test lint postgres clean
 
 sweep: $(STAMP)
 	$(PY) -m harness sweep experiments/quickstart.yaml
 
-test: $(STAMP) lint
+test: $(STAMP) lint postgres
 	$(PY) -m pytest
+
+postgres:
+	@test -n "$(POSTGRES)" || { echo "installing PostgreSQL for the distributed tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="write DIR/report.html with plots")
     report.add_argument("dir", type=Path, metavar="DIR", help="results directory")
     report.set_defaults(func=_report)
+    export = commands.add_parser("export", help="rebuild a results directory from a "
+                                 "study in any storage (for sweeps shared by machines)")
+    export.add_argument("--storage", required=True, help="Optuna storage URL")
+    export.add_argument("--study", required=True, help="study name (the config's name)")
+    export.add_argument("--out", type=Path, required=True, help="results directory to write")
+    export.set_defaults(func=_export)
     summary = commands.add_parser("summary", help="per-layer model summary")
     summary.add_argument("config", type=Path, nargs="?", help="config naming the model")
     summary.set_defaults(func=_summary)
@@ -163,6 +169,14 @@ def _report(args: argparse.Namespace) -> int:
     sweep = read_sweep(args.dir)
     path = write_report(args.dir, sweep.trials, sweep.history, sweep.maximize, sweep.name)
     print(f"report: {path}")
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    from harness.export import export_study
+
+    n = export_study(args.storage, args.study, args.out)
+    print(f"{n} trials of {args.study} written to {args.out}")
     return EXIT_OK
 
 

@@ -1,14 +1,21 @@
 """Which process runs a trial, and whether that process is still alive.
 
 Every trial records its owner as host:pid:start-time. A RUNNING trial whose owner is a
-dead process on this host was cut off (kill -9, a power cut) and is run again.
+dead process on this host was cut off (kill -9, a power cut) and is run again. Across
+machines, a database storage gets heartbeats: a trial whose heartbeat stops is failed by
+the other workers (Optuna's fail_stale_trials) and run again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+
+import optuna
 
 
 def _stat(pid: int) -> list[str]:
@@ -50,3 +57,38 @@ def is_dead_here(owner: str) -> bool:
     if fields and fields[0] == "Z":  # killed, not yet reaped by its parent
         return True
     return bool(started) and _start_time(pid) != started
+
+
+def heartbeats_on(storage: optuna.storages.BaseStorage) -> bool:
+    """Optuna's database storage keeps heartbeats when given an interval."""
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    return isinstance(interval, int)
+
+
+@contextlib.contextmanager
+def heartbeat(storage: optuna.storages.BaseStorage, trial_id: int) -> Iterator[None]:
+    """While the block runs, tell the storage every few seconds that the trial is alive
+    (storages with heartbeats only). Workers on other machines fail a trial whose
+    heartbeat stops, and its point runs again."""
+    if not heartbeats_on(storage):
+        yield
+        return
+    interval = storage.get_heartbeat_interval() or 60  # type: ignore[attr-defined]
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            try:
+                storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+            except Exception:  # a database hiccup must not end the trial
+                pass
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

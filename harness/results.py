@@ -31,6 +31,7 @@ TRIAL_COLUMNS = [
 HISTORY_COLUMNS = ["trial", "run", "epoch", "train_loss", "test_loss", "test_acc",
                    "epoch_s", "elapsed_s"]
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+STALE = "interrupted: its worker stopped sending heartbeats"
 MIN_TRIALS_FOR_IMPORTANCE = 8  # fANOVA on fewer trials is mostly noise
 
 
@@ -135,5 +136,5 @@ def _trial_row(t: FrozenTrial, model: dict[str, int]) -> dict[str, Any]:
         "duration_s": result.get("duration_s"), "samples_per_s": result.get("samples_per_s"),
         "device": result.get("device", ""), "dataset": result.get("dataset", ""),
         "params": model.get("params"), "mult_adds": model.get("mult_adds"),
-        "error": attrs.get("error", ""),
+        "error": attrs.get("error", STALE if t.state == TrialState.FAIL else ""),
     }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,10 +26,14 @@ from optuna.distributions import (
 from optuna.trial import FrozenTrial, TrialState
 
 from harness.config import SEARCHABLE, Config, Range
-from harness.owner import is_dead_here, this_process
+from harness.owner import heartbeats_on, is_dead_here, this_process
 from harness.trial import INTERRUPTED, TrialSpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+# Heartbeats and fail_stale_trials are marked experimental, and meant for optimize();
+# the claim loop uses them as documented, so their warnings say nothing to a user.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
 
 DEAD = f"{INTERRUPTED}: its process died while it ran"
 
@@ -89,6 +94,7 @@ def run_name(index: int, params: dict[str, Any], seed: int, searched: set[str]) 
 @dataclass(frozen=True)
 class Claim:
     trial: optuna.Trial
+    trial_id: int  # the storage's id of the trial
     spec: TrialSpec
 
 
@@ -124,7 +130,9 @@ class Search:
                 self.study.enqueue_trial(params, user_attrs=self._attrs(repeat, owner=""))
         if trial.user_attrs.get("owner") != self.owner:  # queued by another process
             trial.set_user_attr("owner", self.owner)
-        return Claim(trial, self._spec(trial, params))
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(
+            self.study_id, trial.number)
+        return Claim(trial, trial_id, self._spec(trial, params))
 
     def _attrs(self, point: Point, owner: str | None = None) -> dict[str, Any]:
         """A point's attributes, set with its trial in one write: the claiming process
@@ -154,6 +162,8 @@ class Search:
 
     def _retire_dead(self) -> None:
         """Mark FAIL the RUNNING trials whose process died, so their points run again."""
+        if heartbeats_on(self.storage):
+            optuna.storages.fail_stale_trials(self.study)  # silent workers, any machine
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             owner = trial.user_attrs.get("owner")
             # Claims set the owner under the lock: a trial without one lost its process.
@@ -213,8 +223,10 @@ def _suggest(trial: optuna.Trial, name: str, values: tuple[Any, ...] | Range) ->
 
 
 def _needs_rerun(trial: FrozenTrial) -> bool:
-    error = str(trial.user_attrs.get("error", ""))
-    return trial.state == TrialState.FAIL and error.startswith(INTERRUPTED)
+    """Interrupted, or failed by the heartbeat check (which leaves no error: our own
+    failures always record one)."""
+    error = trial.user_attrs.get("error")
+    return trial.state == TrialState.FAIL and (error is None or error.startswith(INTERRUPTED))
 
 
 def _key(params: dict[str, Any], seed: int) -> str:

@@ -38,7 +38,9 @@ from harness.config import (
 )
 from harness.data import Dataset, load_dataset
 from harness.files import atomic_write_csv, atomic_write_text, file_lock
+from harness.locks import claim_lock
 from harness.models import build_model, model_summary
+from harness.owner import heartbeat
 from harness.results import finished_trials, importance, write_results, write_tables
 from harness.search import Search, make_pruner, make_sampler, total_points
 from harness.sinks.base import Sink
@@ -49,6 +51,8 @@ from harness.trial import TrialResult, resolve_device, run_trial
 
 DRY_RUN_BATCHES = 2  # a dry run trains this many batches of one epoch per trial
 EXAMPLES = 256  # test digits a trial's prediction grid picks from
+HEARTBEAT_S = 10  # a worker's trial says it is alive this often (database storages)
+GRACE_S = 60  # a trial silent for this long is failed by the other workers, and rerun
 TABLES_EVERY_S = 5.0  # summary.md and tables/ after a trial, at most this often, and at the end
 OWNED = ("config.yaml", "study.db", "trials.csv", "history.csv", "summary.md", "tables",
          "model_summary.csv", "tb", "checkpoints", "report.html", ".lock")
@@ -136,13 +140,14 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
     ran, tables_due = 0, 0.0
     try:
         while True:
-            with file_lock(out / ".lock"):
+            with claim_lock(storage, config.name, out):
                 claim = search.claim()
             if claim is None:
                 break
             checkpoint = out / "checkpoints" / f"{claim.spec.run}.pt"
-            result = run_trial(claim.spec, data, sinks, checkpoint,
-                               _pruning(claim.trial, config))
+            with heartbeat(storage, claim.trial_id):
+                result = run_trial(claim.spec, data, sinks, checkpoint,
+                                   _pruning(claim.trial, config))
             _record(study, claim.trial, result, data)
             ran += 1
             table = write_results(out, study.get_trials(deepcopy=False), model)
@@ -236,8 +241,9 @@ def open_storage(url: str, out: Path | None) -> optuna.storages.BaseStorage:
         out.mkdir(parents=True, exist_ok=True)
     try:
         # Worker processes share SQLite: wait for its lock rather than fail after 5 s.
-        if not url.startswith("sqlite"):
-            return optuna.storages.RDBStorage(url)
+        if not url.startswith("sqlite"):  # shared across machines: heartbeats
+            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S,
+                                              grace_period=GRACE_S)
         storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {
             "timeout": 120}})
         sqlalchemy.event.listen(storage.engine, "connect", _sqlite_wal)

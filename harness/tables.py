@@ -94,22 +94,23 @@ def marginals(trials: pd.DataFrame) -> pd.DataFrame:
 def seed_tests(trials: pd.DataFrame, maximize: bool = True) -> pd.DataFrame:
     """Each configuration with two or more seeds against the leader: Welch's t-test on
     the objective, `worse` when it is significantly worse at p < 0.05 (two-sided)."""
-    board = leaderboard(trials, maximize)
-    board = board[board["n"] >= 2].reset_index(drop=True)
-    columns = [*config_columns(trials), "n", "mean", "std", "diff", "t", "p", "worse"]
-    if board.empty:
-        return pd.DataFrame(columns=columns)
     keys = config_columns(trials)
     done = trials[trials["state"] == "COMPLETE"]
-    values = {k: g["value"].to_numpy() for k, g in done.groupby(keys, dropna=False)}
-    leader = values[tuple(board.loc[0, keys])]
+    groups = [(dict(zip(keys, key, strict=True)), g["value"].to_numpy())
+              for key, g in done.groupby(keys, dropna=False) if len(g) >= 2]
+    columns = [*keys, "n", "mean", "std", "diff", "t", "p", "worse"]
+    if not groups:
+        return pd.DataFrame(columns=columns)
+    groups.sort(key=lambda group: float(np.mean(group[1])), reverse=maximize)
+    leader = groups[0][1]
     rows = []
-    for _, row in board.iterrows():
-        t, p = welch(values[tuple(row[keys])], leader)
-        diff = row["mean"] - board.loc[0, "mean"]
+    for setting, values in groups:
+        t, p = welch(values, leader)
+        diff = float(np.mean(values) - np.mean(leader))
         worse = bool(p < ALPHA and (diff < 0 if maximize else diff > 0))
-        rows.append({**row[keys].to_dict(), "n": row["n"], "mean": row["mean"],
-                     "std": row["std"], "diff": diff, "t": t, "p": p, "worse": worse})
+        rows.append({**setting, "n": len(values), "mean": float(np.mean(values)),
+                     "std": float(np.std(values, ddof=1)), "diff": diff, "t": t, "p": p,
+                     "worse": worse})
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -1,5 +1,6 @@
 import socket
 import subprocess
+import time
 
 import optuna
 import pytest
@@ -23,6 +24,7 @@ def run_all(search, state=TrialState.COMPLETE):
     claims = []
     while (claim := search.claim()) is not None:
         claims.append(claim)
+        claim.trial.set_user_attr("error", "" if state == TrialState.COMPLETE else "boom")
         search.study.tell(claim.trial, 0.5 if state == TrialState.COMPLETE else None,
                           state=state)
     return claims
@@ -83,6 +85,21 @@ def test_a_trial_left_running_by_a_dead_process_runs_again():
     assert trials[retry.spec.number].state == TrialState.RUNNING
     assert [c.spec.run for c in rest] == [
         "0001-adam-lr0.01-bs32-s0", "0002-sgd-lr0.05-bs32-s0", "0003-adam-lr0.05-bs32-s0"]
+
+
+def test_a_trial_failed_by_the_heartbeat_check_runs_again(tmp_path):
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/h.db", heartbeat_interval=1,
+                                         grace_period=1)
+    config = parse_config(small_config())
+    study = optuna.create_study(study_name=config.name, storage=storage)
+    search = Search(config, study, storage)
+    lost = search.claim()
+    lost.trial.set_user_attr("owner", "a-machine-far-away:1:1")  # not ours to judge by pid
+    storage.record_heartbeat(lost.trial_id)
+    time.sleep(2.5)  # no heartbeat for longer than the grace period
+    retry = search.claim()
+    assert retry.spec.run == lost.spec.run
+    assert study.trials[lost.spec.number].state == TrialState.FAIL
 
 
 def test_owner_liveness():
