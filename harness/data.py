@@ -72,10 +72,18 @@ def _mnist(config: DataConfig) -> Splits:
 
     root = Path(config.root)
     raw = root / "MNIST" / "raw"
+    present = raw.is_dir() and any(raw.glob("*-ubyte"))
     try:
         train = MNIST(str(root), train=True, download=True)
         test = MNIST(str(root), train=False, download=True)
-    except Exception:  # torchvision raises RuntimeError, URLError, OSError...
+    except Exception as err:  # torchvision raises RuntimeError, URLError, OSError...
+        if present:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(
+                err).__name__
+            raise DataError(
+                f"data.dataset: the mnist files in {raw} cannot be read ({reason}); they "
+                "may be truncated or damaged: replace them with intact copies, or delete "
+                "them to download again") from None
         raise DataError(
             f"data.dataset: mnist is not in {raw} and could not be downloaded; put "
             "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "

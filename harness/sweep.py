@@ -91,11 +91,10 @@ def run_sweep(config: Config, options: SweepOptions) -> SweepOutcome:
     check_resumable(out, config, options.fresh)
     device = resolve_device(options.device or config.train.device)
     data = load_dataset(config.data, device)
-    storage = open_storage(options.storage or f"sqlite:///{out / 'study.db'}",
-                           out if options.storage is None else None)
+    _writable(out)
+    storage = open_storage(options.storage or f"sqlite:///{out / 'study.db'}", None)
     if options.fresh:
         _discard(out, storage, config.name)
-    out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", dump_config(config))
     if options.workers == 1:
         return _run(config, out, storage, data, options)
@@ -210,6 +209,18 @@ def _record(study: optuna.Study, trial: optuna.Trial, result: TrialResult,
         study.tell(trial, state=TrialState[result.state])
 
 
+def _writable(out: Path) -> None:
+    """Create the results directory, or say why it cannot be."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"--out: cannot write results to {out} ({err.strerror}); choose "
+                          "a directory you can write to") from None
+
+
 def visdom_url(url: str) -> VisdomConfig:
     try:
         return parse_url(url)
@@ -234,7 +245,7 @@ def check_resumable(out: Path, config: Config, fresh: bool) -> None:
             "to discard it, or pass --out DIR for a new results directory")
 
 
-def open_storage(url: str, out: Path | None) -> optuna.storages.BaseStorage:
+def open_storage(url: str, out: Path | None = None) -> optuna.storages.BaseStorage:
     if url == ":memory:":
         return optuna.storages.InMemoryStorage()
     if out is not None:

@@ -84,6 +84,8 @@ def run_trial(
         state, error = "FAIL", INTERRUPTED
     except Exception as err:  # a failing trial is a result, not the end of the sweep
         state, error = "FAIL", describe(err)
+        if data.device.type == "cuda":
+            torch.cuda.empty_cache()  # after an out-of-memory error, for the next trial
     if checkpoint is not None and loop.best_state is not None:
         atomic_torch_save(loop.best_state, checkpoint)
     result = TrialResult(

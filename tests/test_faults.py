@@ -1,0 +1,163 @@
+"""Faults a long sweep meets: damaged data, an unwritable results path, out of memory,
+nan in the first step, and malformed configs by the hundred."""
+
+import contextlib
+import io
+import string
+
+import torch
+import yaml
+from conftest import run_cli, small_config, write_idx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harness.cli import main
+from harness.config import DataConfig
+from harness.data import load_dataset
+from harness.trial import TrialSpec, run_trial
+
+
+def test_a_truncated_data_file_is_bad_input_that_names_the_files(tmp_path, write_config):
+    raw = write_idx(tmp_path / "data")
+    images = raw / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:5000])
+    config = small_config(data={"dataset": "mnist", "root": str(tmp_path / "data"),
+                                "train_size": None, "test_size": None})
+    result = run_cli("sweep", str(write_config(config)), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "cannot be read" in result.stderr and "truncated" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "results").exists()
+
+
+def test_an_unwritable_results_path_is_bad_input(tmp_path, write_config):
+    (tmp_path / "a-file").write_text("not a directory")
+    result = run_cli("sweep", str(write_config(small_config())), "--out",
+                     str(tmp_path / "a-file" / "results"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--out: cannot write results to" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_out_of_memory_inside_a_trial_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    import harness.trial
+    from harness.config import parse_config
+    from harness.sweep import SweepOptions, run_sweep
+
+    real = harness.trial.train_epoch
+
+    def oom_for_large_batches(model, optimizer, x, y, batch_size, *args):
+        if batch_size == 64:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return real(model, optimizer, x, y, batch_size, *args)
+
+    monkeypatch.setattr(harness.trial, "train_epoch", oom_for_large_batches)
+    raw = small_config(search={"space": {"batch_size": [32, 64], "optimizer": ["sgd"]}})
+    trials = run_sweep(parse_config(raw), SweepOptions(out=tmp_path, progress=False)).trials
+    by_batch = trials.set_index("batch_size")
+    assert by_batch.loc[32, "state"] == "COMPLETE"
+    assert by_batch.loc[64, "state"] == "FAIL"
+    assert by_batch.loc[64, "error"].startswith("OutOfMemoryError: CUDA out of memory")
+
+
+def test_nan_in_the_first_step_fails_the_trial_as_diverged():
+    data = load_dataset(DataConfig(dataset="synthetic", train_size=64, test_size=32),
+                        torch.device("cpu"))
+    data.x_train[0, 0, 0, 0] = float("nan")  # one damaged pixel
+    params = {"lr": 0.01, "batch_size": 64, "optimizer": "sgd", "momentum": 0.9,
+              "weight_decay": 0.0}
+    result = run_trial(TrialSpec(number=0, run="r", params=params, seed=0, epochs=3), data)
+    assert result.state == "FAIL"
+    assert result.error == "diverged: train loss is nan at epoch 1"
+
+
+# ---------------------------------------------------------------- malformed configs
+
+VALID = small_config(name="fuzz")
+JUNK = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
+                 st.floats(allow_nan=True, allow_infinity=True),
+                 st.text(string.printable, max_size=12),
+                 st.lists(st.integers(), max_size=3), st.dictionaries(
+                     st.text(string.ascii_letters, min_size=1, max_size=5), st.integers(),
+                     max_size=2))
+
+
+def unknown_key(draw):
+    section = draw(st.sampled_from(["", "data", "train", "search", "logging"]))
+    key = draw(st.text(string.ascii_lowercase + "_", min_size=1, max_size=10))
+    valid = {"": ["name", "data", "model", "train", "search", "objective", "logging"],
+             "data": ["dataset", "root", "train_size", "test_size"],
+             "train": ["epochs", "seed", "device", "lr", "batch_size", "optimizer",
+                       "momentum", "weight_decay", "eval_batch_size", "amp",
+                       "channels_last"],
+             "search": ["method", "space", "seeds", "n_trials", "sampler", "pruner"],
+             "logging": ["tensorboard", "visdom"]}
+    if key in valid[section]:
+        key += "_x"
+    config = yaml.safe_load(yaml.safe_dump(VALID))
+    (config.setdefault(section, {}) if section else config)[key] = 1
+    return config
+
+
+BAD_VALUES = {
+    ("train", "epochs"): st.one_of(st.integers(max_value=0), st.text(max_size=5),
+                                   st.floats(), st.lists(st.integers(), min_size=1)),
+    ("train", "lr"): st.one_of(st.floats(max_value=0), st.text(string.ascii_letters,
+                                                               min_size=1, max_size=5)),
+    ("train", "device"): st.text(string.ascii_letters, min_size=1, max_size=8).filter(
+        lambda d: d not in ("auto", "cpu", "cuda", "mps")),
+    ("train", "optimizer"): st.text(max_size=8).filter(
+        lambda o: o not in ("sgd", "adam", "adamw", "rmsprop")),
+    ("data", "dataset"): st.text(max_size=10).filter(
+        lambda d: d not in ("mnist", "mnist-5k", "synthetic")),
+    ("data", "train_size"): st.integers(max_value=0),
+    ("search", "method"): st.text(max_size=8).filter(lambda m: m not in ("grid", "optuna")),
+    ("search", "seeds"): st.lists(st.integers(0, 3), min_size=2, max_size=4).filter(
+        lambda s: len(set(s)) < len(s)),
+    ("search", "space"): st.one_of(
+        st.fixed_dictionaries({"lr": st.lists(st.floats(max_value=0), min_size=1, max_size=3)}),
+        st.fixed_dictionaries({"batch_size": st.lists(st.integers(max_value=0), min_size=1)}),
+        st.fixed_dictionaries({"optimizer": st.just([])}),
+        st.fixed_dictionaries({"lr": st.fixed_dictionaries({"low": st.floats(0.1, 1),
+                                                            "high": st.floats(0.1, 1)})}),
+        st.integers(), st.text(max_size=5)),
+    ("", "name"): st.one_of(st.just(""), st.text("./ \\", min_size=1, max_size=6),
+                            st.integers(), st.none()),
+}
+
+
+@st.composite
+def bad_configs(draw):
+    kind = draw(st.sampled_from(["unknown", "value", "type", "top", "yaml"]))
+    if kind == "unknown":
+        return yaml.safe_dump(unknown_key(draw))
+    if kind == "top":  # the document is not a mapping of sections
+        return yaml.safe_dump(draw(st.one_of(st.lists(JUNK, max_size=3), st.integers(),
+                                             st.text(string.ascii_letters, min_size=1))))
+    if kind == "yaml":  # broken YAML
+        return "name: fuzz\ntrain: {epochs: " + draw(st.sampled_from(["[", "{", "'", "]]"]))
+    config = yaml.safe_load(yaml.safe_dump(VALID))
+    if kind == "type":  # a section that is not a mapping
+        config[draw(st.sampled_from(["data", "train", "search"]))] = draw(st.one_of(
+            st.integers(), st.text(min_size=1, max_size=5), st.lists(st.integers(), min_size=1)))
+        return yaml.safe_dump(config)
+    (section, key) = draw(st.sampled_from(sorted(BAD_VALUES)))
+    value = draw(BAD_VALUES[(section, key)])
+    (config.setdefault(section, {}) if section else config)[key] = value
+    return yaml.safe_dump(config)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=bad_configs())
+def test_every_malformed_config_exits_2_with_one_line(tmp_path_factory, text):
+    work = tmp_path_factory.mktemp("fuzz")
+    path = work / "config.yaml"
+    path.write_text(text)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(["sweep", str(path), "--out", str(work / "out")])
+    lines = err.getvalue().strip().splitlines()
+    assert code == 2, text
+    assert len(lines) == 1 and lines[0].startswith("harness: "), err.getvalue()
+    assert "Traceback" not in err.getvalue()
+    assert not (work / "out").exists()
