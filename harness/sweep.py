@@ -120,21 +120,11 @@ def run_sweep(config: Config, options: SweepOptions) -> SweepOutcome:
 
 def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: Dataset,
          options: SweepOptions, max_batches: int | None = None) -> SweepOutcome:
+    """Claim, run and record trials until none is left."""
     model = _write_model_summary(config, out, data, options.progress and not options.child)
     study = _open_study(config, storage)
     search = Search(config, study, storage, max_batches)
-    def done() -> int:
-        return len(finished_trials(study.get_trials(deepcopy=False)))
-
-    progress = ProgressSink(total_points(config), done, lines=options.progress,
-                            bar=options.progress and not options.child)
-    sinks: list[Sink] = [progress]
-    if config.logging.tensorboard is not None:
-        examples = (data.x_test[:EXAMPLES], data.y_test[:EXAMPLES])
-        sinks.append(TensorBoardSink(out / "tb", config, examples))
-    live = _visdom(config, options)
-    if live is not None:
-        sinks.append(live)
+    sinks = _Sinks(config, out, data, options, study)
     maximize = config.objective.direction == "maximize"
     ran, tables_due = 0, 0.0
     try:
@@ -145,7 +135,7 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
                 break
             checkpoint = out / "checkpoints" / f"{claim.spec.run}.pt"
             with heartbeat(storage, claim.trial_id):
-                result = run_trial(claim.spec, data, sinks, checkpoint,
+                result = run_trial(claim.spec, data, sinks.all, checkpoint,
                                    _pruning(claim.trial, config))
             _record(study, claim.trial, result, data)
             ran += 1
@@ -153,14 +143,11 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
             if time.monotonic() >= tables_due:
                 write_tables(out, table, maximize, config.name)
                 tables_due = time.monotonic() + TABLES_EVERY_S
-            if live is not None:
-                live.refresh(table, maximize)
+            sinks.refresh(table, maximize)
             if result.interrupted:
                 raise SweepInterrupted
     finally:
-        progress.close()
-        if live is not None:
-            live.close()
+        sinks.close()
     table = write_results(out, study.get_trials(deepcopy=False), model)
     # With --workers the parent writes them once its children are done; a resume with
     # nothing to do keeps those it has.
@@ -168,6 +155,34 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
     if alone and (ran or not (out / "summary.md").exists()):
         write_tables(out, table, maximize, config.name, importance(study))
     return SweepOutcome(out=out, trials=table, ran=ran, model=model)
+
+
+class _Sinks:
+    """The progress bar, TensorBoard and Visdom of one process's trials."""
+
+    def __init__(self, config: Config, out: Path, data: Dataset, options: SweepOptions,
+                 study: optuna.Study) -> None:
+        def done() -> int:
+            return len(finished_trials(study.get_trials(deepcopy=False)))
+
+        self.progress = ProgressSink(total_points(config), done, lines=options.progress,
+                                     bar=options.progress and not options.child)
+        self.all: list[Sink] = [self.progress]
+        if config.logging.tensorboard is not None:
+            examples = (data.x_test[:EXAMPLES], data.y_test[:EXAMPLES])
+            self.all.append(TensorBoardSink(out / "tb", config, examples))
+        self.live = _visdom(config, options)
+        if self.live is not None:
+            self.all.append(self.live)
+
+    def refresh(self, table: pd.DataFrame, maximize: bool) -> None:
+        if self.live is not None:
+            self.live.refresh(table, maximize)
+
+    def close(self) -> None:
+        self.progress.close()
+        if self.live is not None:
+            self.live.close()
 
 
 def _visdom(config: Config, options: SweepOptions) -> VisdomSink | None:
@@ -298,8 +313,9 @@ def _open_study(config: Config, storage: optuna.storages.BaseStorage) -> optuna.
     return study
 
 
-def _write_model_summary(config: Config, out: Path, data: Dataset,
-                         show: bool) -> dict[str, int]:
+def _write_model_summary(config: Config, out: Path, data: Dataset, show: bool
+                         ) -> dict[str, int]:
+    """model_summary.csv and, once per sweep, TensorBoard's experiment and graph."""
     model = build_model(config.model)
     table = model_summary(model)
     atomic_write_csv(out / "model_summary.csv", table)
