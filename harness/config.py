@@ -8,15 +8,23 @@ has passed `load_config`.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import math
 import re
-import types
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any
 
 import yaml
+
+from harness.schema import (
+    ConfigError,
+    at_least,
+    build,
+    choice,
+    is_number,
+    number,
+    show,
+    unknown,
+)
 
 DATASETS = ("mnist", "mnist-5k", "synthetic")
 MODELS = ("lenet",)
@@ -27,10 +35,6 @@ PRUNERS = ("none", "median", "hyperband")
 DIRECTIONS = ("maximize", "minimize")
 METRICS = {"test_acc": "maximize", "test_loss": "minimize", "train_loss": "minimize"}
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-
-
-class ConfigError(ValueError):
-    """Bad input: the message is one line naming the field, the value and the fix."""
 
 
 @dataclass(frozen=True)
@@ -114,12 +118,12 @@ class Config:
 
 # What each searchable hyperparameter accepts: (check, description of valid values).
 SEARCHABLE: dict[str, tuple[Any, str]] = {
-    "lr": (lambda v: _is_number(v) and v > 0, "a number > 0"),
+    "lr": (lambda v: is_number(v) and v > 0, "a number > 0"),
     "batch_size": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
                    "an integer >= 1"),
     "optimizer": (lambda v: v in OPTIMIZERS, "one of " + ", ".join(OPTIMIZERS)),
-    "momentum": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "weight_decay": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "momentum": (lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "weight_decay": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
 }
 
 
@@ -149,7 +153,7 @@ def load_config(path: str | Path) -> Config:
 def parse_config(raw: Any) -> Config:
     """Validate an already-parsed YAML document."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"the config must be a mapping of sections, got {_show(raw)}; "
+        raise ConfigError(f"the config must be a mapping of sections, got {show(raw)}; "
                           "start from experiments/quickstart.yaml")
     raw = dict(raw)
     if "name" not in raw:
@@ -163,7 +167,7 @@ def parse_config(raw: Any) -> Config:
     visdom_raw = logging_raw.pop("visdom", None) if isinstance(logging_raw, dict) else None
     tensorboard_raw = logging_raw.pop("tensorboard", True) if isinstance(
         logging_raw, dict) else True
-    config = _build(Config, raw, "")
+    config = build(Config, raw, "")
     search = dataclasses.replace(config.search, space=_space(space_raw, config.search.method))
     logging = dataclasses.replace(
         config.logging, visdom=_switch(VisdomConfig, visdom_raw, "logging.visdom"),
@@ -199,58 +203,7 @@ def identity(config: Config) -> dict[str, Any]:
     return out
 
 
-# ----------------------------------------------------------------- building and checks
-
-
-def _build(cls: type, raw: Any, path: str) -> Any:
-    """A dataclass from a mapping: unknown keys and wrong types are errors."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path or 'config'}: expected a mapping of keys, got {_show(raw)}")
-    names = [f.name for f in fields(cls)]
-    for key in raw:
-        if key not in names:
-            raise _unknown(key, names, path)
-    hints = get_type_hints(cls)
-    values = {}
-    for f in fields(cls):
-        if f.name in raw:
-            where = f"{path}.{f.name}" if path else f.name
-            hint = hints[f.name]
-            if dataclasses.is_dataclass(hint):
-                values[f.name] = _build(hint, raw[f.name], where)
-            else:
-                values[f.name] = _typed(raw[f.name], hint, where)
-    return cls(**values)
-
-
-def _typed(value: Any, hint: Any, path: str) -> Any:
-    """Check one scalar field against its type hint, converting what is unambiguous."""
-    if _is_union(hint):
-        options = [a for a in get_args(hint) if a is not type(None)]
-        if value is None and len(options) < len(get_args(hint)):
-            return None
-        hint = options[0]
-    origin = get_origin(hint)
-    if origin is tuple:
-        if not isinstance(value, list):
-            value = [value]
-        item = get_args(hint)[0]
-        return tuple(_typed(v, item, f"{path}[{i}]") for i, v in enumerate(value))
-    if hint is bool and isinstance(value, bool):
-        return value
-    if hint is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if hint is float:
-        number = _number(value)
-        if number is not None:
-            return number
-    if hint is str and isinstance(value, str):
-        return value
-    if origin is dict or hint is Any:
-        return value
-    raise ConfigError(f"{path}: expected {_type_name(hint)}, got {_show(value)}")
+# ----------------------------------------------------------------- checks
 
 
 def _space(raw: Any, method: str) -> dict[str, tuple[Any, ...] | Range]:
@@ -258,12 +211,12 @@ def _space(raw: Any, method: str) -> dict[str, tuple[Any, ...] | Range]:
         return {}
     if not isinstance(raw, dict):
         raise ConfigError(f"search.space: expected a mapping of parameter -> values, "
-                          f"got {_show(raw)}")
+                          f"got {show(raw)}")
     space: dict[str, tuple[Any, ...] | Range] = {}
     for key, values in raw.items():
         path = f"search.space.{key}"
         if key not in SEARCHABLE:
-            raise _unknown(key, list(SEARCHABLE), "search.space")
+            raise unknown(key, list(SEARCHABLE), "search.space")
         check, valid = SEARCHABLE[key]
         if isinstance(values, dict):
             space[key] = _range(key, values, method, path)
@@ -274,10 +227,10 @@ def _space(raw: Any, method: str) -> dict[str, tuple[Any, ...] | Range]:
             raise ConfigError(f"{path}: the list of values is empty; give at least one value")
         converted = []
         for i, value in enumerate(values):
-            number = _number(value) if key not in ("batch_size", "optimizer") else value
-            value = value if number is None else number
+            as_number = number(value) if key not in ("batch_size", "optimizer") else value
+            value = value if as_number is None else as_number
             if not check(value):
-                raise ConfigError(f"{path}[{i}]: {_show(value)} is not valid; use {valid}")
+                raise ConfigError(f"{path}[{i}]: {show(value)} is not valid; use {valid}")
             converted.append(value)
         if len(set(converted)) != len(converted):
             raise ConfigError(f"{path}: {converted} repeats a value; list each value once")
@@ -291,14 +244,14 @@ def _range(key: str, raw: dict[str, Any], method: str, path: str) -> Range:
                           "a grid needs a list of values")
     if key == "optimizer":
         raise ConfigError(f"{path}: optimizer takes a list of names, not a range")
-    rng = _build(Range, raw, path)
+    rng = build(Range, raw, path)
     check, valid = SEARCHABLE[key]
     for end in ("low", "high"):
         value = getattr(rng, end)
         if key == "batch_size" and value != int(value):
             raise ConfigError(f"{path}.{end}: {value} is not valid; use {valid}")
         if not check(int(value) if key == "batch_size" else value):
-            raise ConfigError(f"{path}.{end}: {_show(value)} is not valid; use {valid}")
+            raise ConfigError(f"{path}.{end}: {show(value)} is not valid; use {valid}")
     if rng.low >= rng.high:
         raise ConfigError(f"{path}: low ({rng.low}) must be smaller than high ({rng.high})")
     if rng.log and rng.low <= 0:
@@ -312,34 +265,34 @@ def _switch(cls: type, raw: Any, path: str) -> Any:
         return None
     if raw is True:
         return cls()
-    return _build(cls, raw, path)
+    return build(cls, raw, path)
 
 
 def _check(config: Config) -> None:
     """Ranges and choices that types alone do not catch."""
-    _choice(config.data.dataset, DATASETS, "data.dataset")
-    _choice(config.model, MODELS, "model")
-    _choice(config.search.method, METHODS, "search.method")
-    _choice(config.search.sampler, SAMPLERS, "search.sampler")
-    _choice(config.search.pruner, PRUNERS, "search.pruner")
-    _choice(config.objective.metric, tuple(METRICS), "objective.metric")
+    choice(config.data.dataset, DATASETS, "data.dataset")
+    choice(config.model, MODELS, "model")
+    choice(config.search.method, METHODS, "search.method")
+    choice(config.search.sampler, SAMPLERS, "search.sampler")
+    choice(config.search.pruner, PRUNERS, "search.pruner")
+    choice(config.objective.metric, tuple(METRICS), "objective.metric")
     if config.objective.direction:
-        _choice(config.objective.direction, DIRECTIONS, "objective.direction")
+        choice(config.objective.direction, DIRECTIONS, "objective.direction")
     if not NAME_PATTERN.fullmatch(config.name):
         raise ConfigError(f"name: {config.name!r} cannot name a results directory; use "
                           "letters, digits, '.', '_' and '-' (no '/' or leading '.')")
-    _at_least(config.train.epochs, 1, "train.epochs")
-    _at_least(config.search.n_trials, 1, "search.n_trials")
-    _at_least(config.train.eval_batch_size, 1, "train.eval_batch_size")
+    at_least(config.train.epochs, 1, "train.epochs")
+    at_least(config.search.n_trials, 1, "search.n_trials")
+    at_least(config.train.eval_batch_size, 1, "train.eval_batch_size")
     if config.logging.tensorboard is not None:
-        _at_least(config.logging.tensorboard.log_every, 0, "logging.tensorboard.log_every")
+        at_least(config.logging.tensorboard.log_every, 0, "logging.tensorboard.log_every")
     for key in ("train_size", "test_size"):
         value = getattr(config.data, key)
         if value is not None:
-            _at_least(value, 1, f"data.{key}")
+            at_least(value, 1, f"data.{key}")
     for key, (check, valid) in SEARCHABLE.items():
         if not check(getattr(config.train, key)):
-            raise ConfigError(f"train.{key}: {_show(getattr(config.train, key))} is not valid;"
+            raise ConfigError(f"train.{key}: {show(getattr(config.train, key))} is not valid;"
                               f" use {valid}")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", config.train.device):
         raise ConfigError(f"train.device: {config.train.device!r} is not a device; use auto, "
@@ -365,57 +318,3 @@ def _resolve(config: Config) -> Config:
     )
 
 
-# ----------------------------------------------------------------- small helpers
-
-
-def _choice(value: str, choices: tuple[str, ...], path: str) -> None:
-    if value not in choices:
-        close = difflib.get_close_matches(value, choices, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ConfigError(f"{path}: {value!r} is not valid; {hint}use one of "
-                          + ", ".join(choices))
-
-
-def _at_least(value: int, low: int, path: str) -> None:
-    if value < low:
-        raise ConfigError(f"{path}: {value} is too small; use an integer >= {low}")
-
-
-def _unknown(key: Any, names: list[str], path: str) -> ConfigError:
-    where = f"{path}.{key}" if path else str(key)
-    close = difflib.get_close_matches(str(key), names, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return ConfigError(f"{where}: unknown key; {hint}valid keys: {', '.join(names)}")
-
-
-def _number(value: Any) -> float | None:
-    """A finite float from an int, a float, or a string such as '1e-3' (YAML 1.1 reads
-    1e-3 without a dot as text)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            return None
-    if isinstance(value, int | float) and math.isfinite(value):
-        return float(value)
-    return None
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _is_union(hint: Any) -> bool:
-    return get_origin(hint) in (Union, types.UnionType)
-
-
-def _type_name(hint: Any) -> str:
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
-    return names.get(hint, getattr(hint, "__name__", str(hint)))
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -13,7 +13,7 @@ from harness.config import ConfigError, dump_config, parse_config
 from harness.files import atomic_write_text
 from harness.models import build_model, model_summary
 from harness.results import importance, write_results, write_tables
-from harness.sweep import open_storage
+from harness.storage import open_storage
 
 
 def export_study(url: str, name: str, out: Path) -> int:

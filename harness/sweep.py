@@ -22,9 +22,7 @@ from typing import Any
 
 import optuna
 import pandas as pd
-import sqlalchemy
 import torch
-import yaml
 from optuna.trial import TrialState
 
 from harness import workers
@@ -33,8 +31,6 @@ from harness.config import (
     ConfigError,
     VisdomConfig,
     dump_config,
-    identity,
-    parse_config,
 )
 from harness.data import Dataset, load_dataset
 from harness.files import atomic_write_csv, atomic_write_text, file_lock
@@ -42,21 +38,17 @@ from harness.locks import claim_lock
 from harness.models import build_model, model_summary
 from harness.owner import heartbeat
 from harness.results import finished_trials, importance, write_results, write_tables
-from harness.search import Search, make_pruner, make_sampler, total_points
+from harness.search import Search, total_points
 from harness.sinks.base import Sink
 from harness.sinks.progress import ProgressSink
 from harness.sinks.tensorboard import TensorBoardSink, write_experiment
 from harness.sinks.visdom import VisdomSink, parse_url
+from harness.storage import check_resumable, discard, open_storage, open_study, prepare_out
 from harness.trial import TrialResult, resolve_device, run_trial
 
 DRY_RUN_BATCHES = 2  # a dry run trains this many batches of one epoch per trial
 EXAMPLES = 256  # test digits a trial's prediction grid picks from
-HEARTBEAT_S = 10  # a worker's trial says it is alive this often (database storages)
-GRACE_S = 60  # a trial silent for this long is failed by the other workers, and rerun
 TABLES_EVERY_S = 5.0  # summary.md and tables/ after a trial, at most this often, and at the end
-OWNED = ("config.yaml", "study.db", "trials.csv", "history.csv", "summary.md", "tables",
-         "model_summary.csv", "tb", "checkpoints", "report.html", ".lock")
-
 
 class SweepInterrupted(KeyboardInterrupt):
     """Ctrl-C: what was done is saved; the interrupted trial runs again on resume."""
@@ -91,14 +83,14 @@ def run_sweep(config: Config, options: SweepOptions) -> SweepOutcome:
     check_resumable(out, config, options.fresh)
     device = resolve_device(options.device or config.train.device)
     data = load_dataset(config.data, device)
-    _writable(out)
+    prepare_out(out)
     storage = open_storage(options.storage or f"sqlite:///{out / 'study.db'}", None)
     if options.fresh:
-        _discard(out, storage, config.name)
+        discard(out, storage, config.name)
     atomic_write_text(out / "config.yaml", dump_config(config))
     if options.workers == 1:
         return _run(config, out, storage, data, options)
-    _open_study(config, storage)  # before the children, which would race to create it
+    open_study(config, storage)  # before the children, which would race to create it
     if isinstance(storage, optuna.storages.RDBStorage):
         storage.engine.dispose()  # no database connection may cross a fork
     torch.set_num_threads(workers.threads_per_worker(options.workers))
@@ -111,7 +103,7 @@ def run_sweep(config: Config, options: SweepOptions) -> SweepOutcome:
         raise
     finally:
         workers.join(children)
-    study = _open_study(config, storage)
+    study = open_study(config, storage)
     outcome.trials = write_results(out, study.get_trials(deepcopy=False), outcome.model)
     write_tables(out, outcome.trials, config.objective.direction == "maximize", config.name,
                  importance(study))
@@ -122,7 +114,7 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
          options: SweepOptions, max_batches: int | None = None) -> SweepOutcome:
     """Claim, run and record trials until none is left."""
     model = _write_model_summary(config, out, data, options.progress and not options.child)
-    study = _open_study(config, storage)
+    study = open_study(config, storage)
     search = Search(config, study, storage, max_batches)
     sinks = _Sinks(config, out, data, options, study)
     maximize = config.objective.direction == "maximize"
@@ -224,93 +216,11 @@ def _record(study: optuna.Study, trial: optuna.Trial, result: TrialResult,
         study.tell(trial, state=TrialState[result.state])
 
 
-def _writable(out: Path) -> None:
-    """Create the results directory, or say why it cannot be."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise ConfigError(f"--out: cannot write results to {out} ({err.strerror}); choose "
-                          "a directory you can write to") from None
-
-
 def visdom_url(url: str) -> VisdomConfig:
     try:
         return parse_url(url)
     except ValueError as err:
         raise ConfigError(f"--visdom: {err}; or pass --visdom off") from None
-
-
-def check_resumable(out: Path, config: Config, fresh: bool) -> None:
-    """Refuse to mix two configs' results in one directory."""
-    path = out / "config.yaml"
-    if fresh or not path.exists():
-        return
-    try:
-        old = identity(parse_config(yaml.safe_load(path.read_text())))
-    except (ConfigError, yaml.YAMLError):
-        old = {}
-    new = identity(config)
-    if old != new:
-        where = _first_difference(old, new) or "config.yaml"
-        raise ConfigError(
-            f"{out} holds a sweep of another config ({where} differs); rerun with --fresh "
-            "to discard it, or pass --out DIR for a new results directory")
-
-
-def open_storage(url: str, out: Path | None = None) -> optuna.storages.BaseStorage:
-    if url == ":memory:":
-        return optuna.storages.InMemoryStorage()
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-    try:
-        # Worker processes share SQLite: wait for its lock rather than fail after 5 s.
-        if not url.startswith("sqlite"):  # shared across machines: heartbeats
-            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S,
-                                              grace_period=GRACE_S)
-        storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {
-            "timeout": 120}})
-        sqlalchemy.event.listen(storage.engine, "connect", _sqlite_wal)
-        storage.engine.dispose()  # reconnect, so that every connection gets WAL
-        return storage
-    except Exception as err:  # SQLAlchemy's errors vary by database
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"--storage: cannot open {url!r} ({reason}); give an Optuna "
-                          "storage URL such as sqlite:///study.db or "
-                          "postgresql://user:pass@host/db") from None
-
-
-def _sqlite_wal(connection: Any, record: Any) -> None:
-    """WAL: readers never block the writer, commits are cheaper; with synchronous=NORMAL
-    a killed process loses nothing committed (only a power cut could lose the last
-    commits, never corrupt the file)."""
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
-
-
-def _open_study(config: Config, storage: optuna.storages.BaseStorage) -> optuna.Study:
-    n_existing = 0
-    try:
-        existing = optuna.load_study(study_name=config.name, storage=storage)
-        n_existing = len(existing.trials)
-    except KeyError:
-        pass
-    study = optuna.create_study(
-        study_name=config.name, storage=storage, direction=config.objective.direction,
-        sampler=make_sampler(config, n_existing), pruner=make_pruner(config),
-        load_if_exists=True)
-    stored = study.user_attrs.get("config")
-    if stored is None:
-        study.set_user_attr("config", identity(config))
-    elif stored != identity(config):
-        where = _first_difference(stored, identity(config)) or "the config"
-        raise ConfigError(f"study {config.name!r} in the storage was made by another "
-                          f"config ({where} differs); rerun with --fresh to discard it")
-    return study
 
 
 def _write_model_summary(config: Config, out: Path, data: Dataset, show: bool
@@ -328,22 +238,6 @@ def _write_model_summary(config: Config, out: Path, data: Dataset, show: bool
             text = "```\n" + table.to_string(index=False) + "\n```"
             write_experiment(out / "tb", config, model.to(data.device), text)
     return {"params": int(table["params"].sum()), "mult_adds": int(table["mult_adds"].sum())}
-
-
-def _discard(out: Path, storage: optuna.storages.BaseStorage, name: str) -> None:
-    """--fresh: delete the study and the files a sweep writes, nothing else in `out`."""
-    try:
-        optuna.delete_study(study_name=name, storage=storage)
-    except KeyError:
-        pass
-    for entry in OWNED:
-        path = out / entry
-        if entry == "study.db":
-            continue  # the study inside was deleted; the open database file stays
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
 
 
 def _dry_run(config: Config, options: SweepOptions) -> SweepOutcome:
@@ -372,13 +266,3 @@ def _dry_out(out: Path | None) -> Iterator[Path]:
         yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _first_difference(old: Any, new: Any, path: str = "") -> str:
-    if isinstance(old, dict) and isinstance(new, dict):
-        for key in list(old) + [k for k in new if k not in old]:
-            if old.get(key) != new.get(key):
-                return _first_difference(old.get(key), new.get(key), f"{path}.{key}"
-                                         if path else str(key))
-        return ""
-    return path

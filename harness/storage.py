@@ -1,0 +1,131 @@
+"""Where a sweep keeps its state: the results directory and the Optuna storage.
+
+Opening a storage (SQLite in WAL mode by default, any Optuna URL with --storage), the
+study (created once, refused when another config made it), and --fresh.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import optuna
+import sqlalchemy
+import yaml
+
+from harness.config import Config, ConfigError, identity, parse_config
+from harness.search import make_pruner, make_sampler
+
+HEARTBEAT_S = 10  # a worker's trial says it is alive this often (database storages)
+GRACE_S = 60  # a trial silent for this long is failed by the other workers, and rerun
+OWNED = ("config.yaml", "study.db", "trials.csv", "history.csv", "summary.md", "tables",
+         "model_summary.csv", "tb", "checkpoints", "report.html", ".lock")
+
+
+def prepare_out(out: Path) -> None:
+    """Create the results directory, or say why it cannot be."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"--out: cannot write results to {out} ({err.strerror}); choose "
+                          "a directory you can write to") from None
+
+
+def check_resumable(out: Path, config: Config, fresh: bool) -> None:
+    """Refuse to mix two configs' results in one directory."""
+    path = out / "config.yaml"
+    if fresh or not path.exists():
+        return
+    try:
+        old = identity(parse_config(yaml.safe_load(path.read_text())))
+    except (ConfigError, yaml.YAMLError):
+        old = {}
+    new = identity(config)
+    if old != new:
+        where = _first_difference(old, new) or "config.yaml"
+        raise ConfigError(
+            f"{out} holds a sweep of another config ({where} differs); rerun with --fresh "
+            "to discard it, or pass --out DIR for a new results directory")
+
+
+def open_storage(url: str, out: Path | None = None) -> optuna.storages.BaseStorage:
+    if url == ":memory:":
+        return optuna.storages.InMemoryStorage()
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    try:
+        # Worker processes share SQLite: wait for its lock rather than fail after 5 s.
+        if not url.startswith("sqlite"):  # shared across machines: heartbeats
+            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S,
+                                              grace_period=GRACE_S)
+        storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {
+            "timeout": 120}})
+        sqlalchemy.event.listen(storage.engine, "connect", _sqlite_wal)
+        storage.engine.dispose()  # reconnect, so that every connection gets WAL
+        return storage
+    except Exception as err:  # SQLAlchemy's errors vary by database
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"--storage: cannot open {url!r} ({reason}); give an Optuna "
+                          "storage URL such as sqlite:///study.db or "
+                          "postgresql://user:pass@host/db") from None
+
+
+def _sqlite_wal(connection: Any, record: Any) -> None:
+    """WAL: readers never block the writer, commits are cheaper; with synchronous=NORMAL
+    a killed process loses nothing committed (only a power cut could lose the last
+    commits, never corrupt the file)."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def open_study(config: Config, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    n_existing = 0
+    try:
+        existing = optuna.load_study(study_name=config.name, storage=storage)
+        n_existing = len(existing.trials)
+    except KeyError:
+        pass
+    study = optuna.create_study(
+        study_name=config.name, storage=storage, direction=config.objective.direction,
+        sampler=make_sampler(config, n_existing), pruner=make_pruner(config),
+        load_if_exists=True)
+    stored = study.user_attrs.get("config")
+    if stored is None:
+        study.set_user_attr("config", identity(config))
+    elif stored != identity(config):
+        where = _first_difference(stored, identity(config)) or "the config"
+        raise ConfigError(f"study {config.name!r} in the storage was made by another "
+                          f"config ({where} differs); rerun with --fresh to discard it")
+    return study
+
+
+def discard(out: Path, storage: optuna.storages.BaseStorage, name: str) -> None:
+    """--fresh: delete the study and the files a sweep writes, nothing else in `out`."""
+    try:
+        optuna.delete_study(study_name=name, storage=storage)
+    except KeyError:
+        pass
+    for entry in OWNED:
+        path = out / entry
+        if entry == "study.db":
+            continue  # the study inside was deleted; the open database file stays
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _first_difference(old: Any, new: Any, path: str = "") -> str:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in list(old) + [k for k in new if k not in old]:
+            if old.get(key) != new.get(key):
+                return _first_difference(old.get(key), new.get(key), f"{path}.{key}"
+                                         if path else str(key))
+        return ""
+    return path
