@@ -111,3 +111,19 @@ def postgres_url():
     subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate",
                     "stop"], capture_output=True)
     shutil.rmtree(home, ignore_errors=True)
+
+
+def interrupt_epoch(monkeypatch, at: int) -> None:
+    """Make the `at`-th training epoch of this process raise KeyboardInterrupt, as a
+    Ctrl-C in the middle of a trial would."""
+    import harness.trial
+
+    real, calls = harness.trial.train_epoch, []
+
+    def train_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == at:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(harness.trial, "train_epoch", train_epoch)

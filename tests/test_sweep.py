@@ -4,7 +4,7 @@ import optuna
 import pandas as pd
 import pytest
 import torch
-from conftest import small_config
+from conftest import interrupt_epoch, small_config
 
 from harness.config import ConfigError, parse_config
 from harness.results import HISTORY_COLUMNS
@@ -113,18 +113,9 @@ def test_an_optuna_sweep_with_pruning(tmp_path):
 
 
 def test_an_interrupted_trial_is_saved_and_rerun(tmp_path, monkeypatch):
-    import harness.trial
     from harness.sweep import SweepInterrupted
 
-    real, calls = harness.trial.train_epoch, []
-
-    def interrupt_second_trial(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:  # the first epoch of the second trial
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(harness.trial, "train_epoch", interrupt_second_trial)
+    interrupt_epoch(monkeypatch, at=3)  # the first epoch of the second trial
     with pytest.raises(SweepInterrupted):
         sweep(small_config(), tmp_path / "r")
     trials = pd.read_csv(tmp_path / "r" / "trials.csv", keep_default_na=False)

@@ -10,7 +10,7 @@ import urllib.request
 import pandas as pd
 import pytest
 import torch
-from conftest import small_config
+from conftest import interrupt_epoch, small_config
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from harness.config import parse_config
@@ -122,20 +122,11 @@ def test_the_graph_is_written_once_at_the_root(sweep_dir):
 
 
 def test_an_interrupted_trial_rerun_replaces_its_curves(tmp_path, monkeypatch):
-    import harness.trial
     from harness.sweep import SweepInterrupted
 
     raw = small_config(search={"space": {"lr": [0.02], "optimizer": ["sgd"]}},
                        logging={"tensorboard": True, "visdom": False})
-    real, calls = harness.trial.train_epoch, []
-
-    def interrupt_second_epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(harness.trial, "train_epoch", interrupt_second_epoch)
+    interrupt_epoch(monkeypatch, at=2)
     options = SweepOptions(out=tmp_path, progress=False)
     with pytest.raises(SweepInterrupted):
         run_sweep(parse_config(raw), options)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, small_config
+from conftest import ROOT, interrupt_epoch, small_config
 
 from harness.config import VisdomConfig, parse_config
 from harness.sinks.visdom import parse_url
@@ -128,20 +128,11 @@ def test_a_server_killed_mid_sweep_is_one_warning_and_the_same_results(
 
 
 def test_a_rerun_trial_replaces_its_trace(server, tmp_path, monkeypatch):
-    import harness.trial
     from harness.sweep import SweepInterrupted
 
     port, _ = server
-    real, calls = harness.trial.train_epoch, []
-
-    def interrupt_second_epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
     one_point = {"space": {"lr": [0.02], "optimizer": ["sgd"]}}
-    monkeypatch.setattr(harness.trial, "train_epoch", interrupt_second_epoch)
+    interrupt_epoch(monkeypatch, at=2)
     with pytest.raises(SweepInterrupted):
         sweep(tmp_path / "r", port, search=one_point)
     sweep(tmp_path / "r", port, search=one_point)
