@@ -100,6 +100,8 @@ def run_sweep(config: Config, options: SweepOptions) -> SweepOutcome:
         outcome = _run(config, out, storage, data, options)
     except BaseException:
         workers.stop(children)
+        study = open_study(config, storage)  # the children's interrupted trials too
+        write_results(out, study.get_trials(deepcopy=False), _model_totals(config))
         raise
     finally:
         workers.join(children)
@@ -237,6 +239,11 @@ def _write_model_summary(config: Config, out: Path, data: Dataset, show: bool
         with file_lock(out / ".lock"):
             text = "```\n" + table.to_string(index=False) + "\n```"
             write_experiment(out / "tb", config, model.to(data.device), text)
+    return {"params": int(table["params"].sum()), "mult_adds": int(table["mult_adds"].sum())}
+
+
+def _model_totals(config: Config) -> dict[str, int]:
+    table = model_summary(build_model(config.model))
     return {"params": int(table["params"].sum()), "mult_adds": int(table["mult_adds"].sum())}
 
 

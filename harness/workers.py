@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from harness.sweep import SweepOptions
 
 JOIN_TIMEOUT_S = 120  # after Ctrl-C, how long a child gets to record its trial
+STOP_GRACE_S = 5  # how long an interrupted parent waits before it interrupts its children
 
 
 def threads_per_worker(workers: int) -> int:
@@ -47,10 +49,16 @@ def spawn(config: Config, options: SweepOptions, children: int, device: torch.de
 
 
 def stop(processes: list[BaseProcess]) -> None:
-    """Ask running children to stop like Ctrl-C would: record the trial, then exit."""
+    """The parent stopped early. A Ctrl-C in the terminal reached the children too: give
+    them time to record their trials. Then ask those still running (the parent alone got
+    a SIGTERM, or failed) to stop the same way, and wait for them."""
+    deadline = time.monotonic() + STOP_GRACE_S
+    for process in processes:
+        process.join(max(deadline - time.monotonic(), 0))
     for process in processes:
         if process.is_alive() and process.pid is not None:
             os.kill(process.pid, signal.SIGINT)
+    join(processes)
 
 
 def join(processes: list[BaseProcess]) -> list[int | None]:

@@ -1,5 +1,6 @@
 """The command line as a user runs it: real processes, exit codes, signals."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -130,3 +131,24 @@ def test_two_workers_share_a_grid_and_run_every_point_once(tmp_path, write_confi
     assert (tmp_path / "r" / "summary.md").exists()
     bad = run_cli("sweep", str(write_config(raw)), "--workers", "0", cwd=tmp_path)
     assert bad.returncode == 2 and "--workers: 0 is too small" in bad.stderr
+
+
+def test_ctrl_c_with_workers_records_every_running_trial(tmp_path, write_config):
+    config = slow_config(write_config)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harness", "sweep", config, "--out", "r", "--quiet",
+         "--workers", "2"], cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    trials = tmp_path / "r" / "trials.csv"
+    deadline = time.monotonic() + 120
+    while not (trials.exists() and len(pd.read_csv(trials)) >= 1):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group
+    assert process.wait(timeout=120) == 130
+    saved = pd.read_csv(trials, keep_default_na=False)
+    assert (saved.error == "interrupted").sum() == 2  # the parent's and the child's
+    result = run_cli("sweep", config, "--out", "r", "--workers", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    final_trials(tmp_path)
