@@ -148,7 +148,9 @@ def test_ctrl_c_with_workers_records_every_running_trial(tmp_path, write_config)
     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group
     assert process.wait(timeout=120) == 130
     saved = pd.read_csv(trials, keep_default_na=False)
-    assert (saved.error == "interrupted").sum() == 2  # the parent's and the child's
+    # Each process records the trial it was running; one caught between two trials has
+    # none, and a trial cut off while being recorded is rerun as a dead process's.
+    assert 1 <= (saved.error == "interrupted").sum() <= 2
     result = run_cli("sweep", config, "--out", "r", "--workers", "2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     final_trials(tmp_path)
