@@ -11,7 +11,7 @@ import optuna
 
 from harness.config import ConfigError, dump_config, parse_config
 from harness.files import atomic_write_text
-from harness.models import build_model, model_summary
+from harness.models import build_model, model_summary, summary_totals
 from harness.results import importance, write_results, write_tables
 from harness.storage import open_storage
 
@@ -19,7 +19,7 @@ from harness.storage import open_storage
 def export_study(url: str, name: str, out: Path) -> int:
     """Write config.yaml, trials.csv, history.csv, tables/ and summary.md; return the
     number of trials."""
-    storage = open_storage(url, None)
+    storage = open_storage(url)
     try:
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
@@ -30,8 +30,7 @@ def export_study(url: str, name: str, out: Path) -> int:
     if stored is None:
         raise ConfigError(f"--study: {name!r} was not made by harness (no config in it)")
     config = parse_config(stored)
-    table = model_summary(build_model(config.model))
-    model = {"params": int(table["params"].sum()), "mult_adds": int(table["mult_adds"].sum())}
+    model = summary_totals(model_summary(build_model(config.model)))
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", dump_config(config))
     trials = write_results(out, study.get_trials(deepcopy=False), model)

@@ -85,6 +85,11 @@ def model_summary(model: nn.Module) -> pd.DataFrame:
     return table
 
 
+def summary_totals(table: pd.DataFrame) -> dict[str, int]:
+    """A model summary's totals, as trials.csv reports them."""
+    return {"params": int(table["params"].sum()), "mult_adds": int(table["mult_adds"].sum())}
+
+
 @contextlib.contextmanager
 def _pandas2_sum() -> Iterator[None]:
     """torchsummaryX 1.3.0 calls DataFrame.sum() over columns that hold lists, which

@@ -137,8 +137,8 @@ class Search:
     def _attrs(self, point: Point, owner: str | None = None) -> dict[str, Any]:
         """A point's attributes, set with its trial in one write: the claiming process
         is its owner, the run name follows from the point."""
-        full = {key: getattr(self.config.train, key) for key in SEARCHABLE} | point.params
-        run = run_name(point.index, full, point.seed, set(self.config.search.space))
+        run = run_name(point.index, self._full(point.params), point.seed,
+                       set(self.config.search.space))
         return {"point": point.key, "index": point.index, "seed": point.seed, "run": run,
                 "owner": self.owner if owner is None else owner}
 
@@ -179,15 +179,18 @@ class Search:
             params[name] = _suggest(trial, name, values)
         return params
 
+    def _full(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The searched values over train:'s values for every searchable parameter."""
+        return {key: getattr(self.config.train, key) for key in SEARCHABLE} | params
+
     def _spec(self, trial: optuna.Trial, params: dict[str, Any]) -> TrialSpec:
         config = self.config
-        full = {key: getattr(config.train, key) for key in SEARCHABLE} | params
         attrs = trial.user_attrs
-        run = attrs["run"]
         epochs = 1 if self.max_batches else config.train.epochs
         tensorboard = config.logging.tensorboard
         return TrialSpec(
-            number=trial.number, run=run, params=full, seed=attrs["seed"], epochs=epochs,
+            number=trial.number, run=attrs["run"], params=self._full(params),
+            seed=attrs["seed"], epochs=epochs,
             model=config.model, eval_batch_size=config.train.eval_batch_size,
             metric=config.objective.metric,
             maximize=config.objective.direction == "maximize", max_batches=self.max_batches,

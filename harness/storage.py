@@ -52,11 +52,10 @@ def check_resumable(out: Path, config: Config, fresh: bool) -> None:
             "to discard it, or pass --out DIR for a new results directory")
 
 
-def open_storage(url: str, out: Path | None = None) -> optuna.storages.BaseStorage:
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna storage from a URL (":memory:" for dry runs)."""
     if url == ":memory:":
         return optuna.storages.InMemoryStorage()
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
     try:
         # Worker processes share SQLite: wait for its lock rather than fail after 5 s.
         if not url.startswith("sqlite"):  # shared across machines: heartbeats

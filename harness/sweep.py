@@ -35,7 +35,7 @@ from harness.config import (
 from harness.data import Dataset, load_dataset
 from harness.files import atomic_write_csv, atomic_write_text, file_lock
 from harness.locks import claim_lock
-from harness.models import build_model, model_summary
+from harness.models import build_model, model_summary, summary_totals
 from harness.owner import heartbeat
 from harness.results import finished_trials, importance, write_results, write_tables
 from harness.search import Search, total_points
@@ -84,7 +84,7 @@ def run_sweep(config: Config, options: SweepOptions) -> SweepOutcome:
     device = resolve_device(options.device or config.train.device)
     data = load_dataset(config.data, device)
     prepare_out(out)
-    storage = open_storage(options.storage or f"sqlite:///{out / 'study.db'}", None)
+    storage = open_storage(options.storage or f"sqlite:///{out / 'study.db'}")
     if options.fresh:
         discard(out, storage, config.name)
     atomic_write_text(out / "config.yaml", dump_config(config))
@@ -101,7 +101,8 @@ def run_sweep(config: Config, options: SweepOptions) -> SweepOutcome:
     except BaseException:
         workers.stop(children)
         study = open_study(config, storage)  # the children's interrupted trials too
-        write_results(out, study.get_trials(deepcopy=False), _model_totals(config))
+        write_results(out, study.get_trials(deepcopy=False),
+                      summary_totals(model_summary(build_model(config.model))))
         raise
     finally:
         workers.join(children)
@@ -239,12 +240,7 @@ def _write_model_summary(config: Config, out: Path, data: Dataset, show: bool
         with file_lock(out / ".lock"):
             text = "```\n" + table.to_string(index=False) + "\n```"
             write_experiment(out / "tb", config, model.to(data.device), text)
-    return {"params": int(table["params"].sum()), "mult_adds": int(table["mult_adds"].sum())}
-
-
-def _model_totals(config: Config) -> dict[str, int]:
-    table = model_summary(build_model(config.model))
-    return {"params": int(table["params"].sum()), "mult_adds": int(table["mult_adds"].sum())}
+    return summary_totals(table)
 
 
 def _dry_run(config: Config, options: SweepOptions) -> SweepOutcome:
@@ -258,7 +254,7 @@ def _dry_run(config: Config, options: SweepOptions) -> SweepOutcome:
     data = load_dataset(config.data, device)
     with _dry_out(options.out) as out:
         atomic_write_text(out / "config.yaml", dump_config(config))
-        return _run(config, out, open_storage(":memory:", None), data,
+        return _run(config, out, open_storage(":memory:"), data,
                     dataclasses.replace(options, visdom="off"), DRY_RUN_BATCHES)
 
 
