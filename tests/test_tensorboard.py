@@ -7,6 +7,7 @@ import sys
 import time
 import urllib.request
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -16,6 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from harness.config import parse_config
 from harness.models import LeNet
 from harness.sinks.images import prediction_grid
+from harness.sinks.tensorboard import HISTOGRAM_BINS, histograms
 from harness.sweep import SweepOptions, run_sweep
 
 STATUSES = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
@@ -114,11 +116,29 @@ def test_scalars_in_the_event_files_equal_history_csv(sweep_dir):
             assert "weights/conv1.weight" in tags["histograms"]
 
 
-def test_the_graph_is_written_once_at_the_root(sweep_dir):
-    events = EventAccumulator(str(sweep_dir / "tb"))
-    events.Reload()
-    assert events.Tags()["graph"]
+def test_the_graph_is_written_once_at_the_root(sweep_dir, server):
     assert len(list((sweep_dir / "tb").glob("events.out.tfevents.*"))) == 1
+    request = urllib.request.urlopen(server + "/data/plugin/graphs/graph?run=.&conceptual=false",
+                                     timeout=30)
+    text = request.read().decode()
+    nodes = {}  # name -> (op, inputs, output shape) from TensorBoard's pbtxt
+    for block in text.split("node {")[1:]:
+        name = block.split('name: "', 1)[1].split('"', 1)[0]
+        op = block.split('op: "', 1)[1].split('"', 1)[0]
+        inputs = [part.split('"', 1)[0] for part in block.split('input: "')[1:]]
+        shape = [int(part.split("\n", 1)[0]) for part in block.split("size: ")[1:]]
+        nodes[name] = (op, inputs, shape)
+    assert nodes["input"] == ("IO Node", [], [1, 1, 28, 28])
+    assert nodes["LeNet/conv1"] == ("Conv2d", ["input"], [1, 6, 24, 24])
+    assert nodes["LeNet/flatten"] == ("flatten", ["LeNet/pool_1"], [1, 256])
+    assert nodes["LeNet/fc3"] == ("Linear", ["LeNet/relu_3"], [1, 10])
+    assert nodes["output"] == ("IO Node", ["LeNet/fc3"], [1, 10])
+    # Every layer, and a path from the input to the output.
+    assert {"LeNet/conv2", "LeNet/fc1", "LeNet/fc2", "LeNet/pool", "LeNet/relu"} < set(nodes)
+    node, seen = "output", 0
+    while node != "input" and seen < len(nodes):
+        node, seen = nodes[node][1][0], seen + 1
+    assert node == "input"
 
 
 def test_an_interrupted_trial_rerun_replaces_its_curves(tmp_path, monkeypatch):
@@ -161,3 +181,20 @@ def test_fast_record_checksum_equals_tensorboards_own():
     for size in (0, 1, 12, 1000, 65_537):
         data = os.urandom(size)
         assert masked_crc32c(data) == slow(data)
+
+
+def test_histograms_bin_like_numpy_and_leave_out_non_finite_tensors():
+    generator = torch.Generator().manual_seed(0)
+    weights = torch.randn(5000, generator=generator) * 0.1
+    bad = torch.tensor([1.0, float("nan")])
+    summary = histograms({"weights/w": weights.view(50, 100), "grads/w": bad})
+    assert [value.tag for value in summary.value] == ["weights/w"]
+    histo = summary.value[0].histo
+    counts, edges = np.histogram(weights.numpy(), bins=HISTOGRAM_BINS)
+    assert histo.num == 5000 and sum(histo.bucket) == 5000
+    assert histo.min == pytest.approx(edges[0]) and histo.max == pytest.approx(edges[-1])
+    assert histo.sum == pytest.approx(float(weights.sum()), abs=1e-3)
+    assert histo.sum_squares == pytest.approx(float(weights.square().sum()), rel=1e-5)
+    assert list(histo.bucket_limit) == pytest.approx(list(edges[1:]), abs=1e-6)
+    # float32 against float64 edges: at most a value or two may land in a neighbour.
+    assert np.abs(np.array(histo.bucket) - counts).sum() <= 2
