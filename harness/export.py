@@ -19,7 +19,11 @@ from harness.storage import open_storage
 def export_study(url: str, name: str, out: Path) -> int:
     """Write config.yaml, trials.csv, history.csv, tables/ and summary.md; return the
     number of trials."""
-    storage = open_storage(url)
+    with open_storage(url) as storage:
+        return _export(storage, name, out)
+
+
+def _export(storage: optuna.storages.BaseStorage, name: str, out: Path) -> int:
     try:
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:

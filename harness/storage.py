@@ -6,7 +6,9 @@ study (created once, refused when another config made it), and --fresh.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +54,21 @@ def check_resumable(out: Path, config: Config, fresh: bool) -> None:
             "to discard it, or pass --out DIR for a new results directory")
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna storage from a URL (":memory:" for dry runs)."""
+@contextlib.contextmanager
+def open_storage(url: str) -> Iterator[optuna.storages.BaseStorage]:
+    """An Optuna storage from a URL (":memory:" for dry runs), closed on the way out:
+    SQLite then folds its write-ahead log back into study.db, so that the results
+    directory holds one self-contained file."""
+    storage = _connect(url)
+    try:
+        yield storage
+    finally:
+        if isinstance(storage, optuna.storages.RDBStorage):
+            storage.remove_session()
+            storage.engine.dispose()
+
+
+def _connect(url: str) -> optuna.storages.BaseStorage:
     if url == ":memory:":
         return optuna.storages.InMemoryStorage()
     try:

@@ -84,12 +84,19 @@ def run_sweep(config: Config, options: SweepOptions) -> SweepOutcome:
     device = resolve_device(options.device or config.train.device)
     data = load_dataset(config.data, device)
     prepare_out(out)
-    storage = open_storage(options.storage or f"sqlite:///{out / 'study.db'}")
-    if options.fresh:
-        discard(out, storage, config.name)
-    atomic_write_text(out / "config.yaml", dump_config(config))
-    if options.workers == 1:
-        return _run(config, out, storage, data, options)
+    with open_storage(options.storage or f"sqlite:///{out / 'study.db'}") as storage:
+        if options.fresh:
+            discard(out, storage, config.name)
+        atomic_write_text(out / "config.yaml", dump_config(config))
+        if options.workers == 1:
+            return _run(config, out, storage, data, options)
+        return _run_with_workers(config, out, storage, data, device, options)
+
+
+def _run_with_workers(config: Config, out: Path, storage: optuna.storages.BaseStorage,
+                      data: Dataset, device: torch.device, options: SweepOptions
+                      ) -> SweepOutcome:
+    """This process and options.workers - 1 children claim trials from one study."""
     open_study(config, storage)  # before the children, which would race to create it
     if isinstance(storage, optuna.storages.RDBStorage):
         storage.engine.dispose()  # no database connection may cross a fork
@@ -252,10 +259,10 @@ def _dry_run(config: Config, options: SweepOptions) -> SweepOutcome:
                           "empty directory")
     device = resolve_device(options.device or config.train.device)
     data = load_dataset(config.data, device)
-    with _dry_out(options.out) as out:
+    with _dry_out(options.out) as out, open_storage(":memory:") as storage:
         atomic_write_text(out / "config.yaml", dump_config(config))
-        return _run(config, out, open_storage(":memory:"), data,
-                    dataclasses.replace(options, visdom="off"), DRY_RUN_BATCHES)
+        return _run(config, out, storage, data, dataclasses.replace(options, visdom="off"),
+                    DRY_RUN_BATCHES)
 
 
 @contextmanager

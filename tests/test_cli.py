@@ -48,8 +48,20 @@ def test_sweep_prints_progress_the_top_trials_and_the_results_path(tmp_path, wri
     assert "4 trials: 4 COMPLETE (ran 4)" in result.stdout
     assert f"results: results{'/'}tiny" in result.stdout
     assert len(pd.read_csv(tmp_path / "results" / "tiny" / "trials.csv")) == 4
+    assert_self_contained(tmp_path / "results" / "tiny", 4)
     again = run_cli("sweep", str(write_config(small_config())), cwd=tmp_path)
     assert again.returncode == 0 and "nothing left to run" in again.stdout
+
+
+def assert_self_contained(out, n_trials):
+    """study.db alone holds every trial: the process closed SQLite, which folded its
+    write-ahead log back in, though it skips Python's shutdown."""
+    assert not list(out.glob("study.db-*"))
+    copy = out.parent / "copy.db"
+    copy.write_bytes((out / "study.db").read_bytes())
+    storage = optuna.storages.RDBStorage(f"sqlite:///{copy}")
+    assert len(optuna.load_study(study_name="tiny", storage=storage).trials) == n_trials
+    storage.engine.dispose()
 
 
 def slow_config(write_config):
@@ -124,6 +136,7 @@ def test_two_workers_share_a_grid_and_run_every_point_once(tmp_path, write_confi
     assert result.returncode == 0, result.stderr
     trials = pd.read_csv(tmp_path / "r" / "trials.csv")
     assert len(trials) == 12 and (trials.state == "COMPLETE").all() and trials.run.is_unique
+    assert_self_contained(tmp_path / "r", 12)
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/r/study.db")
     assert len(study.trials) == 12  # no point was run twice
     owners = {t.user_attrs["owner"].split(":")[-2] for t in study.trials}
