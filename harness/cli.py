@@ -17,12 +17,13 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-import pandas as pd
+from harness.config import Config, load_config
+from harness.errors import ConfigError, DataError
 
-from harness.config import Config, ConfigError, load_config
-from harness.data import DataError
+if TYPE_CHECKING:
+    import pandas as pd
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -92,12 +93,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    config = load_config(args.config)  # bad input is reported before torch is loaded
+    if args.workers < 1:
+        raise ConfigError(f"--workers: {args.workers} is too small; use 1 or more")
+    import pandas as pd
+
     from harness.sweep import SweepOptions, run_sweep
     from harness.tables import state_counts, top_trials
 
-    config = load_config(args.config)
-    if args.workers < 1:
-        raise ConfigError(f"--workers: {args.workers} is too small; use 1 or more")
     signal.signal(signal.SIGTERM, _interrupt)
     options = SweepOptions(out=args.out, storage=args.storage, device=args.device,
                            fresh=args.fresh, dry_run=args.dry_run, progress=not args.quiet,
@@ -119,6 +122,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from harness import tables
     from harness.results import read_sweep
 
@@ -148,6 +153,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _print_tables(trials: pd.DataFrame, maximize: bool, title: str) -> None:
+    import pandas as pd
+
     from harness import tables
 
     board = tables.leaderboard(trials, maximize)

@@ -14,14 +14,11 @@ import numpy as np
 import torch
 
 from harness.config import DataConfig
+from harness.errors import DataError
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 SYNTHETIC_SIZES = (2000, 500)  # train, test samples of the synthetic set
 SPLIT_SEED = 0  # fixes the mnist-5k split and the synthetic digits, whatever the trial seed
-
-
-class DataError(RuntimeError):
-    """The data set cannot be had; the message says where to put it."""
 
 
 @dataclass(frozen=True)

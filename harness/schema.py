@@ -10,9 +10,7 @@ import types
 from dataclasses import fields
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-
-class ConfigError(ValueError):
-    """Bad input: the message is one line naming the field, the value and the fix."""
+from harness.errors import ConfigError
 
 
 def build(cls: type, raw: Any, path: str) -> Any:

@@ -41,6 +41,19 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, write_conf
     assert device.returncode == 2 and "--device cpu" in device.stderr
 
 
+def test_help_and_bad_input_answer_without_loading_torch(tmp_path, write_config):
+    # Loading torch takes seconds; bad input should be answered at once.
+    bad = write_config("name: x\nsearch: {space: {lr: [-1]}}\n")
+    for args in (["--help"], ["sweep", str(bad)], ["sweep", str(bad), "--workers", "0"]):
+        result = subprocess.run([sys.executable, "-X", "importtime", "-m", "harness", *args],
+                                cwd=tmp_path, capture_output=True, text=True,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+        imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()
+                    if line.startswith("import time:")}
+        assert "harness.config" in imported and "torch" not in imported, args
+        assert result.returncode == (0 if args == ["--help"] else 2)
+
+
 def test_sweep_prints_progress_the_top_trials_and_the_results_path(tmp_path, write_config):
     result = run_cli("sweep", str(write_config(small_config())), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
