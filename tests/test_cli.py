@@ -62,6 +62,7 @@ def test_sweep_prints_progress_the_top_trials_and_the_results_path(tmp_path, wri
     assert f"results: results{'/'}tiny" in result.stdout
     assert len(pd.read_csv(tmp_path / "results" / "tiny" / "trials.csv")) == 4
     assert_self_contained(tmp_path / "results" / "tiny", 4)
+    assert not (tmp_path / "results" / "tiny" / "tables" / "importance.csv").exists()  # < 8
     again = run_cli("sweep", str(write_config(small_config())), cwd=tmp_path)
     assert again.returncode == 0 and "nothing left to run" in again.stdout
 
@@ -154,7 +155,11 @@ def test_two_workers_share_a_grid_and_run_every_point_once(tmp_path, write_confi
     assert len(study.trials) == 12  # no point was run twice
     owners = {t.user_attrs["owner"].split(":")[-2] for t in study.trials}
     assert len(owners) == 2  # both processes ran trials
-    assert (tmp_path / "r" / "summary.md").exists()
+    # 12 trials are enough for Optuna's fANOVA: one importance per varied hparam.
+    importance = pd.read_csv(tmp_path / "r" / "tables" / "importance.csv")
+    assert set(importance.hparam) == {"lr", "batch_size", "optimizer"}
+    assert importance.importance.sum() == pytest.approx(1.0)
+    assert "Hyperparameter importance" in (tmp_path / "r" / "summary.md").read_text()
     bad = run_cli("sweep", str(write_config(raw)), "--workers", "0", cwd=tmp_path)
     assert bad.returncode == 2 and "--workers: 0 is too small" in bad.stderr
 
