@@ -1,6 +1,8 @@
-"""Trials per hour with --workers 1 and --workers 2 on the same 12-trial sweep.
+"""Trials per hour with --workers 1 and --workers 2 on the same 12-trial sweep, and the
+most two processes could give: a bare training loop in one process with two threads
+against two one-thread processes at once (what --workers 2 does on two cores).
 
-    .venv/bin/python benchmarks/workers.py [--repeats 2] [--workers 1 2]
+    .venv/bin/python benchmarks/workers.py [--repeats 2] [--workers 1 2] [--epochs 5]
 """
 
 from __future__ import annotations
@@ -32,15 +34,63 @@ def sweep(config: Path, out: Path, workers: int) -> float:
     return time.perf_counter() - start
 
 
+LOOP = """
+import sys, time, torch, torch.nn.functional as F
+from harness.config import DataConfig
+from harness.data import load_dataset
+from harness.models import LeNet
+torch.set_num_threads(int(sys.argv[1]))
+batch = int(sys.argv[2])
+data = load_dataset(DataConfig(dataset="mnist-5k"), torch.device("cpu"))
+x, y = data.x_train, data.y_train
+torch.manual_seed(0)
+model = LeNet()
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+def epoch():
+    order = torch.randperm(len(x))
+    for start in range(0, len(x), batch):
+        idx = order[start:start + batch]
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+epoch()
+start = time.perf_counter()
+for _ in range(3):
+    epoch()
+print(time.perf_counter() - start)
+"""
+
+
+def loop_seconds(*runs: tuple[int, int]) -> list[float]:
+    """Run bare loops (threads, batch) at the same time; each one's training seconds."""
+    processes = [subprocess.Popen([sys.executable, "-c", LOOP, str(threads), str(batch)],
+                                  stdout=subprocess.PIPE, text=True) for threads, batch in runs]
+    return [float(p.communicate()[0]) for p in processes]
+
+
+def ceiling(batch: int, repeats: int) -> float:
+    """Throughput of two one-thread processes at once over one two-thread process."""
+    ratios = []
+    for _ in range(repeats):
+        (alone,) = loop_seconds((2, batch))
+        pair = loop_seconds((1, batch), (1, batch))
+        ratios.append(2 * alone / statistics.mean(pair))
+    return statistics.median(ratios)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--epochs", type=int, default=5, help="per trial; more epochs "
+                        "make the fixed start-up and end-of-sweep costs a smaller share")
     args = parser.parse_args()
     times: dict[int, list[float]] = {n: [] for n in args.workers}
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "bench.yaml"
-        config.write_text(yaml.safe_dump(CONFIG))
+        config.write_text(yaml.safe_dump(
+            CONFIG | {"train": CONFIG["train"] | {"epochs": args.epochs}}))
         for i in range(args.repeats):
             for n in args.workers:
                 times[n].append(sweep(config, Path(tmp) / f"w{n}-{i}", n))
@@ -50,6 +100,9 @@ def main() -> None:
         print(f"--workers {n}: median {med:.1f} s for 12 trials, {12 * 3600 / med:,.0f} "
               f"trials/hour, {base / med:.2f}x of --workers {args.workers[0]}  "
               f"({', '.join(f'{v:.1f}' for v in values)})")
+    for batch in (32, 128):
+        print(f"ceiling at batch {batch}: two one-thread loops at once train "
+              f"{ceiling(batch, args.repeats):.2f}x as fast as one two-thread loop")
 
 
 if __name__ == "__main__":
