@@ -87,8 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"harness: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("harness: interrupted; finished trials are saved: run the same command to "
-              "resume", file=sys.stderr)
+        if args.command == "sweep":
+            print("harness: interrupted; finished trials are saved: run the same command "
+                  "to resume", file=sys.stderr)
+        else:
+            print(f"harness: {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

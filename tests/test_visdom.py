@@ -1,6 +1,7 @@
 """Visdom as a user runs it: a real server from `harness visdom`, checked through its API."""
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -46,6 +47,15 @@ def server(tmp_path):
     yield port, tmp_path / "envs"
     process.kill()
     process.wait()
+
+
+def test_ctrl_c_stops_the_server_with_one_line(tmp_path):
+    process, _ = start_server(tmp_path / "envs")
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=60)[0]
+    assert process.returncode == 130
+    assert output.strip().splitlines()[-1] == "harness: visdom: interrupted"
+    assert "Traceback" not in output and "trials" not in output
 
 
 def client(port):
