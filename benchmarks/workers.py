@@ -35,37 +35,25 @@ def sweep(config: Path, out: Path, workers: int) -> float:
 
 
 LOOP = """
-import sys, time, torch, torch.nn.functional as F
-from harness.config import DataConfig
-from harness.data import load_dataset
-from harness.models import LeNet
-torch.set_num_threads(int(sys.argv[1]))
-batch = int(sys.argv[2])
-data = load_dataset(DataConfig(dataset="mnist-5k"), torch.device("cpu"))
-x, y = data.x_train, data.y_train
-torch.manual_seed(0)
-model = LeNet()
-optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-def epoch():
-    order = torch.randperm(len(x))
-    for start in range(0, len(x), batch):
-        idx = order[start:start + batch]
-        loss = F.cross_entropy(model(x[idx]), y[idx])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-epoch()
-start = time.perf_counter()
-for _ in range(3):
-    epoch()
-print(time.perf_counter() - start)
+import sys, time, torch
+from common import digits_60k
+from trial_throughput import bare_epoch
+threads, batch, start_at = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+torch.set_num_threads(threads)
+x, y = digits_60k()
+bare_epoch(x[:2000], y[:2000], batch)  # first-use costs
+time.sleep(max(start_at - time.time(), 0))  # so that loops run side by side
+print(bare_epoch(x, y, batch))
 """
+START_AFTER_S = 10  # time for the loops to import torch and load the digits
 
 
-def loop_seconds(*runs: tuple[int, int]) -> list[float]:
-    """Run bare loops (threads, batch) at the same time; each one's training seconds."""
-    processes = [subprocess.Popen([sys.executable, "-c", LOOP, str(threads), str(batch)],
-                                  stdout=subprocess.PIPE, text=True) for threads, batch in runs]
+def loop_speeds(*runs: tuple[int, int]) -> list[float]:
+    """Bare loops (threads, batch) over 60,000 digits, started together; samples/s."""
+    start_at = str(time.time() + START_AFTER_S)
+    processes = [subprocess.Popen([sys.executable, "-c", LOOP, str(threads), str(batch),
+                                   start_at], stdout=subprocess.PIPE, text=True,
+                                  cwd=Path(__file__).parent) for threads, batch in runs]
     return [float(p.communicate()[0]) for p in processes]
 
 
@@ -73,9 +61,8 @@ def ceiling(batch: int, repeats: int) -> float:
     """Throughput of two one-thread processes at once over one two-thread process."""
     ratios = []
     for _ in range(repeats):
-        (alone,) = loop_seconds((2, batch))
-        pair = loop_seconds((1, batch), (1, batch))
-        ratios.append(2 * alone / statistics.mean(pair))
+        (alone,) = loop_speeds((2, batch))
+        ratios.append(sum(loop_speeds((1, batch), (1, batch))) / alone)
     return statistics.median(ratios)
 
 
