@@ -13,17 +13,21 @@ BASE_PYTHON := $(shell for p in python3.12 python3.13 python3 python; do \
 # PostgreSQL's server programs: the distributed-mode tests start a real server.
 POSTGRES := $(shell command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | tail -n 1)
 
-.PHONY: sweep test lint postgres clean
+.PHONY: sweep test lint postgres visdom-assets clean
 
-sweep: $(STAMP)
+sweep: $(STAMP) visdom-assets
 	$(PY) -m harness sweep experiments/quickstart.yaml
 
-test: $(STAMP) lint postgres
+test: $(STAMP) lint postgres visdom-assets
 	$(PY) -m pytest
 
 postgres:
 	@test -n "$(POSTGRES)" || { echo "installing PostgreSQL for the distributed tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+# The Visdom web page's scripts (pip's Visdom lacks them), fetched with npm once.
+visdom-assets: $(STAMP)
+	@$(PY) scripts/visdom_assets.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,11 +1,13 @@
 """Visdom as a user runs it: a real server from `harness visdom`, checked through its API."""
 
 import json
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -56,6 +58,19 @@ def test_ctrl_c_stops_the_server_with_one_line(tmp_path):
     assert process.returncode == 130
     assert output.strip().splitlines()[-1] == "harness: visdom: interrupted"
     assert "Traceback" not in output and "trials" not in output
+
+
+def test_the_web_page_has_every_script_it_loads(server):
+    # pip's Visdom ships only main.js; `make` fetches the rest, so the page works offline.
+    port, _ = server
+    base = f"http://127.0.0.1:{port}"
+    page = urllib.request.urlopen(base + "/", timeout=30).read().decode()
+    assets = sorted(set(re.findall(r"(?:src|href)=(/static/[^ >?]+)", page)))
+    assets = [a for a in assets if "/user/" not in a]  # an optional user stylesheet
+    assert len(assets) >= 15 and "/static/js/plotly-plotly.min.js" in assets
+    for asset in assets:
+        body = urllib.request.urlopen(base + asset, timeout=30).read()
+        assert len(body) > 100, asset
 
 
 def client(port):

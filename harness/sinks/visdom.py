@@ -27,6 +27,12 @@ if TYPE_CHECKING:
 CURVES = {"test_acc": "test accuracy", "train_loss": "train loss"}
 
 
+LEADERBOARD_STYLE = ("<style>.harness-leaderboard { font-size: 13px; white-space: nowrap; "
+                     "border-collapse: collapse } .harness-leaderboard th, "
+                     ".harness-leaderboard td { padding: 1px 10px; text-align: right }"
+                     "</style>")
+
+
 def parse_url(url: str) -> VisdomConfig:
     """'http://host:8097' -> VisdomConfig(server='http://host', port=8097)."""
     parts = urlsplit(url if "://" in url else f"http://{url}")
@@ -98,9 +104,11 @@ class VisdomSink:
         from harness.tables import top_trials
 
         top = top_trials(trials, 10, maximize).round(4)
-        self.viz.text(f"<b>leaderboard</b>{top.to_html(index=False, border=0)}",
-                      win="leaderboard", env=self.env)
-        self.viz.text(self._progress_html(trials), win="progress", env=self.env)
+        table = top.to_html(index=False, border=0, classes="harness-leaderboard")
+        self.viz.text(LEADERBOARD_STYLE + table, win="leaderboard", env=self.env,
+                      opts={"title": f"leaderboard ({self.env})", "width": 900, "height": 260})
+        self.viz.text(self._progress_html(trials), win="progress", env=self.env,
+                      opts={"title": f"progress ({self.env})", "width": 330, "height": 200})
         if self.config.search.method == "optuna":
             self._best_so_far(trials, maximize)
 
@@ -111,7 +119,7 @@ class VisdomSink:
         pruned = int((trials["state"] == "PRUNED").sum())
         mean = trials["duration_s"].mean() if done else float("nan")
         left = max(self.total - done, 0) * mean if done else float("nan")
-        return (f"<b>progress</b><br>{done} / {self.total} trials done<br>{failed} failed, "
+        return (f"{done} / {self.total} trials done<br>{failed} failed, "
                 f"{pruned} pruned<br>elapsed {elapsed:.0f} s<br>"
                 f"about {left:.0f} s left" + ("" if done else " (unknown)"))
 
