@@ -43,7 +43,7 @@ def config_columns(trials: pd.DataFrame) -> list[str]:
 def leaderboard(trials: pd.DataFrame, maximize: bool = True) -> pd.DataFrame:
     """Every configuration with a COMPLETE trial, ranked by the objective's mean over
     seeds: n, mean, std, the 95% confidence interval (Student's t), mean best epoch and
-    mean trial time."""
+    mean trial time. With one seed, std and the interval are NaN: there is no spread."""
     done = trials[trials["state"] == "COMPLETE"]
     keys = config_columns(trials)
     if done.empty:
@@ -51,7 +51,6 @@ def leaderboard(trials: pd.DataFrame, maximize: bool = True) -> pd.DataFrame:
                                      "ci95_high", "best_epoch", "duration_s"])
     grouped = done.groupby(keys, dropna=False)
     table = grouped["value"].agg(n="count", mean="mean", std="std").reset_index()
-    table["std"] = table["std"].fillna(0.0)
     half = [_ci_half_width(s, n) for s, n in zip(table["std"], table["n"], strict=True)]
     table["ci95_low"] = table["mean"] - half
     table["ci95_high"] = table["mean"] + half
@@ -155,9 +154,11 @@ def summary_markdown(trials: pd.DataFrame, maximize: bool, title: str,
     if not board.empty:
         best = board.iloc[0]
         setting = ", ".join(f"{k}={best[k]}" for k in config_columns(trials))
+        spread = (f"95% CI {best['ci95_low']:.4f} to {best['ci95_high']:.4f}"
+                  if best["n"] > 1 else "one seed, so no confidence interval: add seeds "
+                  "to search.seeds to see whether the lead is bigger than seed noise")
         parts += [f"Best configuration: {setting}: {best['mean']:.4f} "
-                  f"(n={best['n']}, 95% CI {best['ci95_low']:.4f} to {best['ci95_high']:.4f}).",
-                  ""]
+                  f"(n={best['n']}, {spread}).", ""]
     sections = [("Leaderboard", board), ("Best per optimizer", by_optimizer(board)),
                 ("By hyperparameter value", marginals(trials)),
                 ("Seeds: Welch's t-test against the leader", seed_tests(trials, maximize)),

@@ -39,7 +39,8 @@ def test_leaderboard_means_stds_and_confidence_intervals(trials):
         ["adam", 0.01, 64], ["sgd", 0.1, 64], ["sgd", 0.1, 256]]
     assert board["n"].tolist() == [3, 3, 1]
     assert board["mean"].tolist() == pytest.approx([0.92, 0.82, 0.70])
-    assert board["std"].tolist() == pytest.approx([0.02, 0.02, 0.0])
+    assert board["std"][:2].tolist() == pytest.approx([0.02, 0.02])
+    assert math.isnan(board.loc[2, "std"])  # one seed: no spread, not a spread of 0
     half = 4.302652729911275 * 0.02 / math.sqrt(3)  # t(0.975, df=2) * s / sqrt(n)
     assert board.loc[0, "ci95_low"] == pytest.approx(0.92 - half)
     assert board.loc[0, "ci95_high"] == pytest.approx(0.92 + half)
@@ -106,3 +107,12 @@ def test_summary_markdown_answers_first(trials):
     for heading in ("## Leaderboard", "## Seeds: Welch", "## Failed and pruned",
                     "## sgd: objective by lr"):
         assert heading in text
+
+
+def test_one_seed_has_no_spread_and_the_summary_says_so(trials):
+    one_seed = trials[trials["seed"] == 0]
+    board = tables.leaderboard(one_seed)
+    assert (board["n"] == 1).all() and board["std"].isna().all()
+    answer = tables.summary_markdown(one_seed, True, "demo").splitlines()[4]
+    assert answer.startswith("Best configuration: optimizer=adam, lr=0.01, batch_size=64")
+    assert "one seed, so no confidence interval" in answer and "nan" not in answer
