@@ -122,4 +122,6 @@ def _img(fig: plt.Figure) -> str:
 
 
 def _table(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, border=0, float_format=lambda v: f"{v:.4g}")
+    """An HTML table; a missing value (one seed has no std or interval) shows as a dash."""
+    return frame.to_html(index=False, border=0, float_format=lambda v: f"{v:.4g}",
+                         na_rep="\u2013")
