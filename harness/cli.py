@@ -169,7 +169,7 @@ def _print_tables(trials: pd.DataFrame, maximize: bool, title: str) -> None:
                            "display.float_format", "{:.4g}".format):
         for heading, table in sections:
             if not table.empty:
-                print(f"\n{heading}\n{table.to_string(index=False, na_rep="-")}")
+                print(f"\n{heading}\n{table.to_string(index=False, na_rep='-')}")
 
 
 def _report(args: argparse.Namespace) -> int:
