@@ -4,7 +4,8 @@ When a command returns, every file it wrote is closed. Python's own shutdown wou
 free torch's C++ state one object at a time, about 1.4 s after a sweep on a 2-core
 machine, for nothing. So: the exit handlers run (logging, multiprocessing, torch), the
 output is flushed, and the process ends. If a thread the command started is still
-working, Python's normal exit waits for it instead.
+working, Python's normal exit waits for it instead. Output into a pipe whose reader
+stopped early (`| head`) ends quietly, as Python's documentation advises.
 """
 
 import atexit
@@ -14,7 +15,12 @@ import threading
 
 from harness.cli import main
 
-code = main()
+try:
+    code = main()
+    sys.stdout.flush()
+except BrokenPipeError:  # the reader stopped early (| head): no traceback
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    code = 1
 if any(thread is not threading.main_thread() and not thread.daemon
        for thread in threading.enumerate()):
     raise SystemExit(code)

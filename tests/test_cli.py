@@ -65,6 +65,11 @@ def test_sweep_prints_progress_the_top_trials_and_the_results_path(tmp_path, wri
     assert not (tmp_path / "results" / "tiny" / "tables" / "importance.csv").exists()  # < 8
     again = run_cli("sweep", str(write_config(small_config())), cwd=tmp_path)
     assert again.returncode == 0 and "nothing left to run" in again.stdout
+    # A reader that stops early (here: at once) ends the output quietly.
+    closed = subprocess.run(f"{sys.executable} -m harness compare results/tiny | true",
+                            shell=True, cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert closed.stderr == ""
 
 
 def assert_self_contained(out, n_trials):
