@@ -2,9 +2,11 @@
 
     .venv/bin/python scripts/screenshot.py tensorboard results/quickstart out.png [--tab hparams]
     .venv/bin/python scripts/screenshot.py file results/quickstart/report.html out.png
+    .venv/bin/python scripts/screenshot.py url http://127.0.0.1:8097/env/quickstart out.png
 
 `tensorboard` starts TensorBoard on <results>/tb on a free loopback port and captures a
-dashboard tab; `file` captures a local HTML file. Used to check what users will see.
+dashboard tab; `file` captures a local HTML file; `url` a page that is already served
+(a Visdom environment, say). Used to check what users will see.
 """
 
 from __future__ import annotations
@@ -63,16 +65,18 @@ def tensorboard(results: Path, out: Path, tab: str, size: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kind", choices=["tensorboard", "file"])
-    parser.add_argument("source", type=Path, help="results directory or HTML file")
+    parser.add_argument("kind", choices=["tensorboard", "file", "url"])
+    parser.add_argument("source", help="results directory, HTML file or URL")
     parser.add_argument("out", type=Path, help="PNG to write")
     parser.add_argument("--tab", default="hparams", help="TensorBoard dashboard")
     parser.add_argument("--size", default="1600,1000", help="window width,height")
     args = parser.parse_args()
     if args.kind == "tensorboard":
-        tensorboard(args.source, args.out, args.tab, args.size)
+        tensorboard(Path(args.source), args.out, args.tab, args.size)
+    elif args.kind == "url":
+        capture(args.source, args.out, args.size, 15000)
     else:
-        capture(args.source.resolve().as_uri(), args.out, args.size, 5000)
+        capture(Path(args.source).resolve().as_uri(), args.out, args.size, 5000)
     print(args.out)
 
 

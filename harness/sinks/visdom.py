@@ -92,7 +92,7 @@ class VisdomSink:
         creating it outright would wipe the traces other workers put there."""
         for key, title in CURVES.items():
             opts = {"title": f"{title} ({self.env})", "xlabel": "epoch", "ylabel": title,
-                    "showlegend": True}
+                    "showlegend": True, "width": 640, "height": 420}
             point = {"X": [step], "Y": [metrics[key]], "win": key, "env": self.env,
                      "name": self.run, "opts": opts}
             reply = self.viz.line(**point, update="replace" if self.first_point else "append")
@@ -106,7 +106,7 @@ class VisdomSink:
         top = top_trials(trials, 10, maximize).round(4)
         table = top.to_html(index=False, border=0, classes="harness-leaderboard")
         self.viz.text(LEADERBOARD_STYLE + table, win="leaderboard", env=self.env,
-                      opts={"title": f"leaderboard ({self.env})", "width": 900, "height": 260})
+                      opts={"title": f"leaderboard ({self.env})", "width": 1000, "height": 280})
         self.viz.text(self._progress_html(trials), win="progress", env=self.env,
                       opts={"title": f"progress ({self.env})", "width": 330, "height": 200})
         if self.config.search.method == "optuna":
