@@ -176,18 +176,18 @@ class _Loop:
 def resolve_device(name: str) -> torch.device:
     """'auto' picks CUDA when present; asking for a device that is absent is bad input."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
     if device.type == "cuda":
-        # TF32 matmuls and convolutions, and cuDNN picking its fastest kernels: the
-        # usual speed settings for training on NVIDIA GPUs.
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
         if not torch.cuda.is_available():
             raise ConfigError(f"device: {name!r} but this machine has no CUDA device; use "
                               "--device cpu or auto")
         if (device.index or 0) >= torch.cuda.device_count():
             raise ConfigError(f"device: {name!r} but there are only "
                               f"{torch.cuda.device_count()} CUDA devices")
+        # TF32 matmuls and convolutions, and cuDNN picking its fastest kernels: the
+        # usual speed settings for training on NVIDIA GPUs, whether named or auto.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
     return device

@@ -3,11 +3,11 @@ import math
 import pytest
 import torch
 
-from harness.config import DataConfig
+from harness.config import ConfigError, DataConfig
 from harness.data import load_dataset
 from harness.models import LeNet
 from harness.sinks.base import MemorySink
-from harness.trial import INTERRUPTED, TrialSpec, run_trial
+from harness.trial import INTERRUPTED, TrialSpec, resolve_device, run_trial
 
 CPU = torch.device("cpu")
 PARAMS = {"lr": 0.02, "batch_size": 32, "optimizer": "sgd", "momentum": 0.9,
@@ -102,3 +102,22 @@ def test_fused_optimizers_are_asked_for_on_cuda_only():
     params = list(LeNet().parameters())
     assert build_optimizer("adam", params, 0.1, 0.9, 0.0).defaults["fused"] is None
     assert build_optimizer("adam", params, 0.1, 0.9, 0.0, fused=True).defaults["fused"]
+
+
+def test_auto_on_a_cuda_machine_gets_the_gpu_speed_settings(monkeypatch):
+    # CI has no GPU: pretend one is there; resolving a device touches no CUDA state.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+             torch.backends.cudnn.benchmark)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = False
+    try:
+        assert resolve_device("auto") == torch.device("cuda")
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        assert torch.backends.cudnn.benchmark
+        with pytest.raises(ConfigError, match="only 1 CUDA devices"):
+            resolve_device("cuda:1")
+    finally:
+        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+         torch.backends.cudnn.benchmark) = flags
