@@ -7,7 +7,6 @@ and with the study, and can be rebuilt on any machine that reaches the storage.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from harness import tables
 from harness.config import ConfigError
 from harness.files import atomic_write_csv, atomic_write_text
 from harness.search import latest_attempts
+from harness.trial import best_test_acc
 
 TRIAL_COLUMNS = [
     "trial", "run", "state", "optimizer", "lr", "batch_size", "momentum", "weight_decay",
@@ -122,14 +122,13 @@ def _trial_row(t: FrozenTrial, model: dict[str, int]) -> dict[str, Any]:
     history: list[dict[str, float]] = result.get("history", [])
     hparams = result.get("hparams", {})
     last = history[-1] if history else {}
-    accs = [h["test_acc"] for h in history if math.isfinite(h["test_acc"])]
     return {
         "trial": t.number, "run": attrs.get("run", ""), "state": t.state.name,
         **{k: hparams.get(k) for k in ("optimizer", "lr", "batch_size", "momentum",
                                        "weight_decay")},
         "seed": attrs.get("seed"), "epochs": len(history),
         "value": t.value if t.state == TrialState.COMPLETE else result.get("value"),
-        "best_test_acc": max(accs) if accs else None,
+        "best_test_acc": best_test_acc(history),
         "best_epoch": result.get("best_epoch"),
         "final_test_acc": last.get("test_acc"), "final_test_loss": last.get("test_loss"),
         "final_train_loss": last.get("train_loss"),

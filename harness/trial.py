@@ -97,6 +97,13 @@ def run_trial(
     return result
 
 
+def best_test_acc(history: list[dict[str, float]]) -> float | None:
+    """The best finite test accuracy over a trial's epochs (trials.csv's best_test_acc),
+    or None when no epoch finished."""
+    accs = [h["test_acc"] for h in history if math.isfinite(h["test_acc"])]
+    return max(accs) if accs else None
+
+
 def describe(err: BaseException) -> str:
     """An exception as one line: its type and the first line of its message."""
     lines = str(err).strip().splitlines()

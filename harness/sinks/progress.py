@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tqdm import tqdm
+
+from harness.trial import best_test_acc
 
 if TYPE_CHECKING:
     from torch import nn
@@ -47,8 +48,8 @@ class ProgressSink:
 def format_result(result: TrialResult, done: int, total: int) -> str:
     """One line: position, run, state, best accuracy and epoch, time, reason."""
     width = len(str(total))
-    accs = [h["test_acc"] for h in result.history if math.isfinite(h["test_acc"])]
-    acc = f"best_test_acc {max(accs):.4f}" if accs else "no epoch finished"
+    best = best_test_acc(result.history)
+    acc = "no epoch finished" if best is None else f"best_test_acc {best:.4f}"
     epoch = f" (epoch {result.best_epoch})" if result.best_epoch else ""
     reason = f"  {result.error}" if result.error else ""
     return (f"[{done:>{width}}/{total}] {result.spec.run:<28} {result.state:<8} "

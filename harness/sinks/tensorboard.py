@@ -27,6 +27,7 @@ from torch.utils.tensorboard import SummaryWriter
 from harness.config import Config, Range, TensorBoardConfig
 from harness.sinks.graph import graph_def
 from harness.sinks.images import png, prediction_grid
+from harness.trial import best_test_acc
 
 if TYPE_CHECKING:
     from harness.trial import TrialResult, TrialSpec
@@ -161,8 +162,8 @@ def hparam_metrics(result: TrialResult) -> dict[str, float]:
     history = result.history
     if not history:
         return {}
-    accs = [h["test_acc"] for h in history if math.isfinite(h["test_acc"])]
-    values = {"hparam/best_test_acc": max(accs) if accs else math.nan,
+    best = best_test_acc(history)
+    values = {"hparam/best_test_acc": math.nan if best is None else best,
               "hparam/final_test_acc": history[-1]["test_acc"],
               "hparam/final_test_loss": history[-1]["test_loss"]}
     return {k: v for k, v in values.items() if math.isfinite(v)}
