@@ -68,7 +68,7 @@ def write_tables(out: Path, trials: pd.DataFrame, maximize: bool, title: str,
     """tables/*.csv and summary.md, rebuilt from trials.csv."""
     board = tables.leaderboard(trials, maximize)
     frames = {"leaderboard": board, "by_optimizer": tables.by_optimizer(board),
-              "marginals": tables.marginals(trials),
+              "marginals": tables.marginals(trials, maximize),
               "seeds": tables.seed_tests(trials, maximize),
               "failures": tables.failures(trials)}
     for name, pivot in tables.pivots(trials).items():

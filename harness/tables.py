@@ -76,8 +76,9 @@ def pivots(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
     }
 
 
-def marginals(trials: pd.DataFrame) -> pd.DataFrame:
-    """The objective by each hyperparameter value, over all other settings and seeds."""
+def marginals(trials: pd.DataFrame, maximize: bool = True) -> pd.DataFrame:
+    """The objective by each hyperparameter value, over all other settings and seeds;
+    `best` is the highest value, or the lowest when the objective is minimized."""
     done = trials[trials["state"] == "COMPLETE"]
     rows = []
     for column in HPARAMS:
@@ -86,7 +87,8 @@ def marginals(trials: pd.DataFrame) -> pd.DataFrame:
         for value, group in done.groupby(column):
             rows.append({"hparam": column, "value": value, "n": len(group),
                          "mean": group["value"].mean(), "std": group["value"].std(),
-                         "best": group["value"].max()})
+                         "best": group["value"].max() if maximize
+                         else group["value"].min()})
     return pd.DataFrame(rows, columns=["hparam", "value", "n", "mean", "std", "best"])
 
 
@@ -160,7 +162,7 @@ def summary_markdown(trials: pd.DataFrame, maximize: bool, title: str,
         parts += [f"Best configuration: {setting}: {best['mean']:.4f} "
                   f"(n={best['n']}, {spread}).", ""]
     sections = [("Leaderboard", board), ("Best per optimizer", by_optimizer(board)),
-                ("By hyperparameter value", marginals(trials)),
+                ("By hyperparameter value", marginals(trials, maximize)),
                 ("Seeds: Welch's t-test against the leader", seed_tests(trials, maximize)),
                 ("Failed and pruned trials", failures(trials))]
     if importance is not None:

@@ -53,6 +53,13 @@ def test_minimizing_ranks_the_other_way(trials):
         [0.70, 0.82, 0.92])
 
 
+def test_marginals_best_follows_the_direction(trials):
+    def best(maximize):
+        table = tables.marginals(trials, maximize).set_index(["hparam", "value"])
+        return table.loc[("optimizer", "sgd"), "best"]
+    assert best(True) == pytest.approx(0.84) and best(False) == pytest.approx(0.70)
+
+
 def test_by_optimizer_keeps_each_optimizers_best(trials):
     best = tables.by_optimizer(tables.leaderboard(trials))
     assert best[["optimizer", "mean"]].values.tolist() == [["adam", pytest.approx(0.92)],
