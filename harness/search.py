@@ -148,11 +148,11 @@ class Search:
         latest = latest_attempts(trials)
         if self.config.search.method == "grid":
             for point in grid_points(self.config):
-                if point.key not in latest or _needs_rerun(latest[point.key]):
+                if point.key not in latest or needs_rerun(latest[point.key]):
                     return point
             return None
         for trial in latest.values():
-            if _needs_rerun(trial):
+            if needs_rerun(trial):
                 return Point(trial.user_attrs["point"], trial.user_attrs["index"],
                              dict(trial.params), trial.user_attrs["seed"])
         configurations = {t.user_attrs.get("index") for t in trials}
@@ -225,7 +225,7 @@ def _suggest(trial: optuna.Trial, name: str, values: tuple[Any, ...] | Range) ->
     return trial.suggest_categorical(name, list(values))  # type: ignore[arg-type]
 
 
-def _needs_rerun(trial: FrozenTrial) -> bool:
+def needs_rerun(trial: FrozenTrial) -> bool:
     """Interrupted, or failed by the heartbeat check (which leaves no error: our own
     failures always record one)."""
     error = trial.user_attrs.get("error")

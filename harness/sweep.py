@@ -38,7 +38,7 @@ from harness.locks import claim_lock
 from harness.models import build_model, model_summary, summary_totals
 from harness.owner import heartbeat
 from harness.results import finished_trials, importance, write_results, write_tables
-from harness.search import Search, total_points
+from harness.search import Search, needs_rerun, total_points
 from harness.sinks.base import Sink
 from harness.sinks.progress import ProgressSink
 from harness.sinks.tensorboard import TensorBoardSink, write_experiment
@@ -164,8 +164,9 @@ class _Sinks:
 
     def __init__(self, config: Config, out: Path, data: Dataset, options: SweepOptions,
                  study: optuna.Study) -> None:
-        def done() -> int:
-            return len(finished_trials(study.get_trials(deepcopy=False)))
+        def done() -> int:  # an interrupted trial is not done: its point runs again
+            trials = finished_trials(study.get_trials(deepcopy=False))
+            return sum(not needs_rerun(t) for t in trials)
 
         self.progress = ProgressSink(total_points(config), done, lines=options.progress,
                                      bar=options.progress and not options.child)

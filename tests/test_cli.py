@@ -133,6 +133,9 @@ def test_ctrl_c_saves_exits_130_and_the_rerun_completes(tmp_path, write_config):
     result = run_cli("sweep", config, "--out", "r", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     final_trials(tmp_path)
+    # The rerun counts on from the trials that finished: no number twice, ending at 4/4.
+    counts = [line.split("]")[0] for line in result.stderr.splitlines() if line.startswith("[")]
+    assert len(counts) == len(set(counts)) and counts[-1] == "[4/4"
 
 
 def test_summary_prints_the_layers_and_totals(tmp_path):
