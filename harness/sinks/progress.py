@@ -52,5 +52,5 @@ def format_result(result: TrialResult, done: int, total: int) -> str:
     acc = "no epoch finished" if best is None else f"best_test_acc {best:.4f}"
     epoch = f" (epoch {result.best_epoch})" if result.best_epoch else ""
     reason = f"  {result.error}" if result.error else ""
-    return (f"[{done:>{width}}/{total}] {result.spec.run:<28} {result.state:<8} "
+    return (f"[{done:>{width}}/{total}] {result.spec.run:<30} {result.state:<8} "
             f"{acc}{epoch}  {result.duration_s:.1f}s{reason}")
