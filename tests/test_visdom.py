@@ -160,6 +160,8 @@ def test_a_rerun_trial_replaces_its_trace(server, tmp_path, monkeypatch):
     interrupt_epoch(monkeypatch, at=2)
     with pytest.raises(SweepInterrupted):
         sweep(tmp_path / "r", port, search=one_point)
+    progress = json.loads(client(port).get_window_data("progress", env="test-env"))
+    assert "0 / 1 trials done<br>0 failed" in progress["content"]  # it will run again
     sweep(tmp_path / "r", port, search=one_point)
     logged = traces(client(port), "test_acc")
     assert list(logged) == ["0000-sgd-lr0.02-bs64-s0"]

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 
 from harness.config import Config, VisdomConfig
+from harness.trial import INTERRUPTED
 
 if TYPE_CHECKING:
     from torch import nn
@@ -113,6 +114,8 @@ class VisdomSink:
             self._best_so_far(trials, maximize)
 
     def _progress_html(self, trials: pd.DataFrame) -> str:
+        # An interrupted trial is not done: its point runs again.
+        trials = trials[~trials["error"].fillna("").astype(str).str.startswith(INTERRUPTED)]
         done = len(trials)
         elapsed = time.monotonic() - self.started
         failed = int((trials["state"] == "FAIL").sum())
