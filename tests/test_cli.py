@@ -2,6 +2,7 @@
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -94,13 +95,27 @@ def start_sweep(tmp_path, config):
         [sys.executable, "-m", "harness", "sweep", config, "--out", "r", "--quiet"],
         cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    trials = tmp_path / "r" / "trials.csv"
     deadline = time.monotonic() + 120
-    while not (trials.exists() and len(pd.read_csv(trials)) >= 1):
+    while not second_trial_running(tmp_path / "r" / "study.db"):
         assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
         time.sleep(0.05)
-    time.sleep(0.3)  # well inside the second trial
+    time.sleep(0.3)  # well inside the second trial, which trains for about a second
     return process
+
+
+def second_trial_running(db):
+    """Read from Optuna's SQLite tables, as any client may while the sweep writes."""
+    if not db.exists():
+        return False
+    connection = sqlite3.connect(db, timeout=10)
+    try:
+        row = connection.execute("SELECT COUNT(*) FROM trials WHERE number >= 1 AND "
+                                 "state = 'RUNNING'").fetchone()
+    except sqlite3.OperationalError:  # the tables are not created yet
+        return False
+    finally:
+        connection.close()
+    return row[0] > 0
 
 
 def final_trials(tmp_path):
