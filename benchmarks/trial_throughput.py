@@ -94,7 +94,8 @@ def main() -> None:
     device = resolve_device(args.device)
     cpu_x, cpu_y = digits_60k()
     x, y = cpu_x.to(device), cpu_y.to(device)
-    data = Dataset("bench", x, y, x[:1000], y[:1000])
+    data = Dataset("bench", x_train=x, y_train=y, x_val=x[:1000], y_val=y[:1000],
+                   x_test=x[:1000], y_test=y[:1000])
     print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads, "
           f"{SAMPLES:,} samples")
     with tempfile.TemporaryDirectory() as root:

@@ -113,7 +113,7 @@ def _sweep(args: argparse.Namespace) -> int:
     maximize = config.objective.direction == "maximize"
     with pd.option_context("display.width", 120, "display.max_columns", 20):
         top = top_trials(trials, 5, maximize).round(
-            {"lr": 6, "best_test_acc": 4, "final_test_loss": 4, "duration_s": 1})
+            {"lr": 6, "val_acc": 4, "test_acc": 4, "final_test_loss": 4, "duration_s": 1})
         print(top.to_string(index=False))
     ran = f"ran {outcome.ran}" if outcome.ran else "nothing left to run"
     print(f"\n{state_counts(trials)} ({ran})")

@@ -33,7 +33,9 @@ METHODS = ("grid", "optuna")
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("none", "median", "hyperband")
 DIRECTIONS = ("maximize", "minimize")
-METRICS = {"test_acc": "maximize", "test_loss": "minimize", "train_loss": "minimize"}
+# Each objective metric's natural direction; val_* need data.val_fraction > 0.
+METRICS = {"val_acc": "maximize", "val_loss": "minimize", "test_acc": "maximize",
+           "test_loss": "minimize", "train_loss": "minimize"}
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
@@ -41,8 +43,10 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 class DataConfig:
     dataset: str = "mnist"  # mnist | mnist-5k | synthetic
     root: str = "data"  # mnist reads root/MNIST/raw/*-ubyte (downloaded there when missing)
-    train_size: int | None = None  # keep the first N training samples; None keeps all
+    train_size: int | None = None  # keep the first N training samples (after validation)
     test_size: int | None = None  # keep the first N test samples; None keeps all
+    val_fraction: float = 0.1  # of the training part, held out to choose epochs; 0: none
+    split_seed: int = 0  # which samples are held out; the same for every trial and seed
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,7 @@ class SearchConfig:
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
-    metric: str = "test_acc"  # test_acc | test_loss | train_loss; a trial's best epoch counts
+    metric: str = "val_acc"  # chooses each trial's best epoch; a key of METRICS (test_*: biased)
     direction: str = ""  # maximize | minimize; empty picks the metric's natural direction
 
 
@@ -290,6 +294,13 @@ def _check(config: Config) -> None:
         value = getattr(config.data, key)
         if value is not None:
             at_least(value, 1, f"data.{key}")
+    if not 0 <= config.data.val_fraction < 1:
+        raise ConfigError(f"data.val_fraction: {show(config.data.val_fraction)} is not valid; "
+                          "use a number in [0, 1), such as 0.1 (0 turns validation off)")
+    if config.objective.metric.startswith("val_") and config.data.val_fraction == 0:
+        raise ConfigError(f"objective.metric: {config.objective.metric} needs a validation "
+                          "split but data.val_fraction is 0; set data.val_fraction (e.g. "
+                          "0.1) or choose test_acc, test_loss or train_loss")
     for key, (check, valid) in SEARCHABLE.items():
         if not check(getattr(config.train, key)):
             raise ConfigError(f"train.{key}: {show(getattr(config.train, key))} is not valid;"

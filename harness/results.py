@@ -20,16 +20,17 @@ from harness import tables
 from harness.config import ConfigError
 from harness.files import atomic_write_csv, atomic_write_text
 from harness.search import latest_attempts
-from harness.trial import best_test_acc
 
 TRIAL_COLUMNS = [
     "trial", "run", "state", "optimizer", "lr", "batch_size", "momentum", "weight_decay",
-    "seed", "epochs", "value", "best_test_acc", "best_epoch", "final_test_acc",
-    "final_test_loss", "final_train_loss", "duration_s", "samples_per_s", "device",
-    "dataset", "params", "mult_adds", "error",
+    "seed", "epochs", "value", "best_epoch", "val_acc", "val_loss", "test_acc", "test_loss",
+    "final_test_acc", "final_test_loss", "final_train_loss", "duration_s", "samples_per_s",
+    "device", "dataset", "params", "mult_adds", "error",
 ]
-HISTORY_COLUMNS = ["trial", "run", "epoch", "train_loss", "test_loss", "test_acc",
-                   "epoch_s", "elapsed_s"]
+# Read at the best epoch (chosen on the objective, the checkpoint's epoch), not maximized.
+AT_BEST = ("val_acc", "val_loss", "test_acc", "test_loss")
+HISTORY_COLUMNS = ["trial", "run", "epoch", "train_loss", "val_loss", "val_acc", "test_loss",
+                   "test_acc", "epoch_s", "elapsed_s"]
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 STALE = "interrupted: its worker stopped sending heartbeats"
 MIN_TRIALS_FOR_IMPORTANCE = 8  # fANOVA on fewer trials is mostly noise
@@ -122,14 +123,15 @@ def _trial_row(t: FrozenTrial, model: dict[str, int]) -> dict[str, Any]:
     history: list[dict[str, float]] = result.get("history", [])
     hparams = result.get("hparams", {})
     last = history[-1] if history else {}
+    best_epoch = result.get("best_epoch")
+    best = history[best_epoch - 1] if best_epoch else {}
     return {
         "trial": t.number, "run": attrs.get("run", ""), "state": t.state.name,
         **{k: hparams.get(k) for k in ("optimizer", "lr", "batch_size", "momentum",
                                        "weight_decay")},
         "seed": attrs.get("seed"), "epochs": len(history),
         "value": t.value if t.state == TrialState.COMPLETE else result.get("value"),
-        "best_test_acc": best_test_acc(history),
-        "best_epoch": result.get("best_epoch"),
+        "best_epoch": best_epoch, **{k: best.get(k) for k in AT_BEST},
         "final_test_acc": last.get("test_acc"), "final_test_loss": last.get("test_loss"),
         "final_train_loss": last.get("train_loss"),
         "duration_s": result.get("duration_s"), "samples_per_s": result.get("samples_per_s"),

@@ -219,7 +219,7 @@ def _record(study: optuna.Study, trial: optuna.Trial, result: TrialResult,
         "history": result.history, "hparams": result.spec.params,
         "duration_s": result.duration_s, "samples_per_s": result.samples_per_s,
         "best_epoch": result.best_epoch, "value": result.value,
-        "device": str(data.device), "dataset": data.name})
+        "device": str(data.device), "dataset": data.name, "val_split": data.val_digest})
     trial.set_user_attr("error", result.error)
     if result.state == "COMPLETE":
         study.tell(trial, result.value)

@@ -13,7 +13,7 @@ import pandas as pd
 from scipy.special import stdtr, stdtrit  # Student's t; scipy.stats costs 1 s to import
 
 HPARAMS = ["optimizer", "lr", "batch_size", "momentum", "weight_decay"]
-TOP_COLUMNS = ["run", "state", "optimizer", "lr", "batch_size", "seed", "best_test_acc",
+TOP_COLUMNS = ["run", "state", "optimizer", "lr", "batch_size", "seed", "val_acc", "test_acc",
                "best_epoch", "final_test_loss", "duration_s"]
 ALPHA = 0.05  # significance level of the seed comparison
 

@@ -6,6 +6,7 @@ Python between steps. Nothing here prints, logs or knows about sinks.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -65,7 +66,10 @@ def train_epoch(
 def evaluate(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, amp: bool = False
 ) -> tuple[float, float]:
-    """Return (mean loss, accuracy) over (x, y), in large batches, one sync at the end."""
+    """Return (mean loss, accuracy) over (x, y), in large batches, one sync at the end;
+    (nan, nan) for no samples (a turned-off validation split)."""
+    if len(x) == 0:
+        return math.nan, math.nan
     model.eval()
     loss = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device, dtype=torch.long)
@@ -75,5 +79,5 @@ def evaluate(
         target = y[start : start + batch_size]
         loss += F.cross_entropy(logits, target, reduction="sum")
         correct += (logits.argmax(1) == target).sum()
-    n = max(len(x), 1)
-    return loss.item() / n, correct.item() / n
+    total, right = torch.stack([loss, correct.to(loss.dtype)]).tolist()
+    return total / len(x), right / len(x)

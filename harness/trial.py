@@ -35,7 +35,7 @@ class TrialSpec:
     epochs: int
     model: str = "lenet"
     eval_batch_size: int = 1000
-    metric: str = "test_acc"  # the objective: its best epoch is the trial's best
+    metric: str = "val_acc"  # the objective: its best epoch is the trial's best
     maximize: bool = True
     max_batches: int | None = None  # dry runs: train only this many batches per epoch
     log_every: int = 0  # also log the training loss every N steps (0: per epoch only)
@@ -56,9 +56,12 @@ class TrialResult:
     @property
     def value(self) -> float | None:
         """The objective at the best epoch."""
-        if self.best_epoch is None:
-            return None
-        return self.history[self.best_epoch - 1][self.spec.metric]
+        return self.best.get(self.spec.metric)
+
+    @property
+    def best(self) -> dict[str, float]:
+        """The metrics of the best epoch (the checkpoint's); empty when there is none."""
+        return {} if self.best_epoch is None else self.history[self.best_epoch - 1]
 
     @property
     def interrupted(self) -> bool:
@@ -95,13 +98,6 @@ def run_trial(
     for sink in sinks:
         sink.finish(result)
     return result
-
-
-def best_test_acc(history: list[dict[str, float]]) -> float | None:
-    """The best finite test accuracy over a trial's epochs (trials.csv's best_test_acc),
-    or None when no epoch finished."""
-    accs = [h["test_acc"] for h in history if math.isfinite(h["test_acc"])]
-    return max(accs) if accs else None
 
 
 def describe(err: BaseException) -> str:
@@ -152,10 +148,13 @@ class _Loop:
                 for sink in self.sinks:
                     sink.log({"train_loss_step": loss}, steps + step)
             steps += -(-stats.seen // p["batch_size"])
+            val_loss, val_acc = evaluate(model, data.x_val, data.y_val,
+                                         spec.eval_batch_size, spec.amp)
             test_loss, test_acc = evaluate(model, data.x_test, data.y_test,
                                            spec.eval_batch_size, spec.amp)
-            metrics = {"epoch": epoch, "train_loss": stats.loss, "test_loss": test_loss,
-                       "test_acc": test_acc, "lr": p["lr"],
+            metrics = {"epoch": epoch, "train_loss": stats.loss, "val_loss": val_loss,
+                       "val_acc": val_acc, "test_loss": test_loss, "test_acc": test_acc,
+                       "lr": p["lr"],
                        "epoch_s": time.perf_counter() - t0,
                        "elapsed_s": time.perf_counter() - self.started}
             self.history.append(metrics)

@@ -33,6 +33,9 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, write_conf
     line = bad_config_exits_2(tmp_path, write_config, "name: x\ndata: {dataset: mnist, "
                               f"root: {tmp_path / 'nowhere'}}}\n")
     assert "mnist-5k" in line
+    line = bad_config_exits_2(tmp_path, write_config, "name: x\ndata: {val_fraction: 0}\n")
+    assert "objective.metric: val_acc needs a validation split but data.val_fraction is 0" \
+        in line
     missing = run_cli("sweep", "no/such.yaml", cwd=tmp_path)
     assert missing.returncode == 2 and "no/such.yaml: no such config file" in missing.stderr
     flag = run_cli("sweep", "x.yaml", "--wrokers", "2", cwd=tmp_path)

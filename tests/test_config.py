@@ -18,9 +18,23 @@ def test_defaults_are_filled_and_resolved():
     assert config.data.dataset == "mnist"
     assert config.train.epochs == 5
     assert config.search.seeds == (0,)  # train.seed when search.seeds is absent
+    assert config.objective.metric == "val_acc"  # chosen on validation, not on test
     assert config.objective.direction == "maximize"
-    assert parse_config({"name": "x", "objective": {"metric": "test_loss"}}
-                        ).objective.direction == "minimize"
+    assert (config.data.val_fraction, config.data.split_seed) == (0.1, 0)
+    for metric, direction in (("test_loss", "minimize"), ("val_loss", "minimize"),
+                              ("test_acc", "maximize"), ("train_loss", "minimize")):
+        assert parse_config({"name": "x", "objective": {"metric": metric}}
+                            ).objective.direction == direction
+
+
+@pytest.mark.parametrize("metric", ["val_acc", "val_loss"])
+def test_a_validation_objective_needs_a_validation_split(metric):
+    message = error_of(small_config(data={"val_fraction": 0}, objective={"metric": metric}))
+    assert message.startswith(f"objective.metric: {metric} needs a validation split")
+    assert "data.val_fraction is 0" in message and "set data.val_fraction" in message
+    # Without validation, the other metrics are allowed; so is selecting on test.
+    for other in ("test_acc", "test_loss", "train_loss"):
+        parse_config(small_config(data={"val_fraction": 0}, objective={"metric": other}))
 
 
 def test_round_trip_through_yaml():
@@ -59,6 +73,10 @@ def test_unknown_key_suggests_the_closest():
     ("train", "lr", -0.5, "train.lr"),
     ("data", "dataset", "mnist5k", "data.dataset: 'mnist5k' is not valid; did you mean 'mnist-5k'"),
     ("data", "train_size", 0, "data.train_size: 0 is too small"),
+    ("data", "val_fraction", 1, "data.val_fraction: 1.0 is not valid; use a number in [0, 1)"),
+    ("data", "val_fraction", -0.1, "data.val_fraction: -0.1 is not valid"),
+    ("data", "val_fraction", "some", "data.val_fraction: expected a number"),
+    ("data", "split_seed", 0.5, "data.split_seed: expected an integer"),
     ("objective", "metric", "accuracy", "objective.metric: 'accuracy'"),
 ])
 def test_bad_values_name_the_field(section, field, value, expected):

@@ -32,4 +32,4 @@ def test_the_quickstart_runs_offline_with_one_complete_row_per_point(tmp_path):
     assert len(trials) == total_points(config) == 12
     assert (trials.state == "COMPLETE").all()
     assert trials.dataset.eq("mnist-5k").all()
-    assert trials.best_test_acc.max() > 0.9  # real digits: the best configuration learns
+    assert trials.test_acc.max() > 0.9  # real digits: the best configuration learns

@@ -86,7 +86,8 @@ def unknown_key(draw):
     section = draw(st.sampled_from(["", "data", "train", "search", "logging"]))
     key = draw(st.text(string.ascii_lowercase + "_", min_size=1, max_size=10))
     valid = {"": ["name", "data", "model", "train", "search", "objective", "logging"],
-             "data": ["dataset", "root", "train_size", "test_size"],
+             "data": ["dataset", "root", "train_size", "test_size", "val_fraction",
+                      "split_seed"],
              "train": ["epochs", "seed", "device", "lr", "batch_size", "optimizer",
                        "momentum", "weight_decay", "eval_batch_size", "amp",
                        "channels_last"],
@@ -111,6 +112,8 @@ BAD_VALUES = {
     ("data", "dataset"): st.text(max_size=10).filter(
         lambda d: d not in ("mnist", "mnist-5k", "synthetic")),
     ("data", "train_size"): st.integers(max_value=0),
+    ("data", "val_fraction"): st.one_of(st.floats(max_value=-1e-9), st.floats(min_value=1),
+                                        st.text(string.ascii_letters, min_size=1, max_size=5)),
     ("search", "method"): st.text(max_size=8).filter(lambda m: m not in ("grid", "optuna")),
     ("search", "seeds"): st.lists(st.integers(0, 3), min_size=2, max_size=4).filter(
         lambda s: len(set(s)) < len(s)),

@@ -11,9 +11,12 @@ from harness.results import HISTORY_COLUMNS
 from harness.sweep import SweepOptions, run_sweep
 
 CONTRACT_COLUMNS = [
-    "trial", "run", "state", "optimizer", "lr", "batch_size", "seed", "epochs",
-    "best_test_acc", "best_epoch", "final_test_acc", "final_test_loss", "final_train_loss",
-    "duration_s", "samples_per_s", "device", "dataset", "params", "mult_adds", "error"]
+    "trial", "run", "state", "optimizer", "lr", "batch_size", "momentum", "weight_decay",
+    "seed", "epochs", "value", "best_epoch", "val_acc", "val_loss", "test_acc", "test_loss",
+    "final_test_acc", "final_test_loss", "final_train_loss", "duration_s", "samples_per_s",
+    "device", "dataset", "params", "mult_adds", "error"]
+CONTRACT_HISTORY = ["trial", "run", "epoch", "train_loss", "val_loss", "val_acc", "test_loss",
+                    "test_acc", "epoch_s", "elapsed_s"]
 
 
 def sweep(raw, out, **options):
@@ -23,18 +26,20 @@ def sweep(raw, out, **options):
 def test_a_grid_sweep_writes_one_complete_row_per_point_and_seed(tmp_path):
     outcome = sweep(small_config(search={"seeds": [0, 1]}), tmp_path / "r")
     trials = pd.read_csv(tmp_path / "r" / "trials.csv")
-    assert set(CONTRACT_COLUMNS) <= set(trials.columns)
+    assert list(trials.columns) == CONTRACT_COLUMNS
+    assert "best_test_acc" not in trials.columns  # test is reported, never maximized over
     assert len(trials) == 8 and (trials["state"] == "COMPLETE").all()
     assert trials.groupby(["optimizer", "lr", "batch_size", "seed"]).size().eq(1).all()
     assert trials["params"].eq(44_426).all() and trials["mult_adds"].eq(281_640).all()
     assert trials["dataset"].eq("synthetic").all() and trials["device"].eq("cpu").all()
     assert outcome.ran == 8
     history = pd.read_csv(tmp_path / "r" / "history.csv")
-    assert list(history.columns) == HISTORY_COLUMNS
+    assert list(history.columns) == HISTORY_COLUMNS == CONTRACT_HISTORY
     assert len(history) == 8 * 2
-    # trials.csv agrees with history.csv.
-    best = history.groupby("run")["test_acc"].max()
-    assert trials.set_index("run")["best_test_acc"].to_dict() == pytest.approx(best.to_dict())
+    # trials.csv agrees with history.csv: the best epoch is chosen on validation.
+    best = history.groupby("run")["val_acc"].max()
+    assert trials.set_index("run")["val_acc"].to_dict() == pytest.approx(best.to_dict())
+    assert trials.set_index("run")["value"].to_dict() == pytest.approx(best.to_dict())
     for run in trials["run"]:
         state = torch.load(tmp_path / "r" / "checkpoints" / f"{run}.pt", weights_only=True)
         assert state["conv1.weight"].shape == (6, 1, 5, 5)
@@ -94,7 +99,8 @@ def test_an_exception_in_one_trial_does_not_stop_the_sweep(tmp_path, monkeypatch
 def test_the_same_config_and_seed_give_the_same_results(tmp_path):
     a = sweep(small_config(), tmp_path / "a").trials
     b = sweep(small_config(), tmp_path / "b").trials
-    assert a["best_test_acc"].tolist() == b["best_test_acc"].tolist()
+    assert a["test_acc"].tolist() == b["test_acc"].tolist()
+    assert a["val_acc"].tolist() == b["val_acc"].tolist()
     assert a["final_train_loss"].tolist() == b["final_train_loss"].tolist()
 
 

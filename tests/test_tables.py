@@ -14,7 +14,7 @@ def trial(run, optimizer, lr, bs, seed, value, state="COMPLETE", error=""):
     return {"trial": len(run), "run": run, "state": state, "optimizer": optimizer, "lr": lr,
             "batch_size": bs, "momentum": 0.9, "weight_decay": 0.0, "seed": seed,
             "value": value if state == "COMPLETE" else math.nan, "best_epoch": 2,
-            "duration_s": 1.0, "best_test_acc": value, "final_test_loss": 0.1,
+            "duration_s": 1.0, "val_acc": value, "test_acc": value, "final_test_loss": 0.1,
             "error": error}
 
 

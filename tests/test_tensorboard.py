@@ -69,22 +69,34 @@ def test_one_run_per_trial_and_no_sub_runs(server, sweep_dir):
     assert sorted(runs) == sorted([".", *trials.run])
 
 
-def test_hparams_table_has_every_trial_with_its_best_accuracy(server, sweep_dir):
-    trials = pd.read_csv(sweep_dir / "trials.csv").set_index("run")
-    groups = get(server + "/data/plugin/hparams/session_groups", {
+def session_groups(server):
+    return get(server + "/data/plugin/hparams/session_groups", {
         "experimentName": "", "allowedStatuses": STATUSES, "colParams": [],
-        "startIndex": 0, "sliceSize": 100})["sessionGroups"]
-    sessions = {s["name"]: s for g in groups for s in g["sessions"]}
+        "aggregationType": "AGGREGATION_AVG", "startIndex": 0,
+        "sliceSize": 100})["sessionGroups"]
+
+
+def metric_values(row):
+    return {m["name"]["tag"]: m["value"] for m in row.get("metricValues", [])}
+
+
+def test_hparams_table_has_every_trial_with_its_best_epochs_numbers(server, sweep_dir):
+    trials = pd.read_csv(sweep_dir / "trials.csv").set_index("run")
+    sessions = {s["name"]: s for g in session_groups(server) for s in g["sessions"]}
     assert set(sessions) == set(trials.index)
     for run, session in sessions.items():
-        metrics = {m["name"]["tag"]: m["value"] for m in session["metricValues"]}
+        metrics = metric_values(session)
         if trials.loc[run, "state"] == "COMPLETE":
             assert session["status"] == "STATUS_SUCCESS"
-            best = trials.loc[run, "best_test_acc"]
-            assert metrics["hparam/best_test_acc"] == pytest.approx(best)
+            # Validation and test of the epoch chosen on validation (the checkpoint's).
+            assert metrics["hparam/val_acc"] == pytest.approx(trials.loc[run, "val_acc"])
+            assert metrics["hparam/test_acc"] == pytest.approx(trials.loc[run, "test_acc"])
+            assert metrics["hparam/final_test_acc"] == pytest.approx(
+                trials.loc[run, "final_test_acc"])
         else:
             assert session["status"] == "STATUS_FAILURE"
     # The two seeds of each configuration form one session group.
+    groups = session_groups(server)
     assert len(groups) == 4 and all(len(g["sessions"]) == 2 for g in groups)
     assert {tuple(sorted(g["hparams"])) for g in groups} == {("lr", "optimizer", "seed")}
 
@@ -94,7 +106,8 @@ def test_the_experiment_lists_every_hparam_domain_and_metric(server):
     domains = {h["name"]: h.get("domainDiscrete") for h in experiment["hparamInfos"]}
     assert domains == {"lr": [0.02, 1.0e6], "optimizer": ["sgd", "adam"], "seed": [0, 1]}
     tags = {m["name"]["tag"] for m in experiment["metricInfos"]}
-    assert {"hparam/best_test_acc", "hparam/final_test_acc", "hparam/final_test_loss"} <= tags
+    assert {"hparam/val_acc", "hparam/test_acc", "hparam/final_test_acc",
+            "hparam/final_test_loss", "val/accuracy", "test/accuracy"} <= tags
 
 
 def test_scalars_in_the_event_files_equal_history_csv(sweep_dir):
@@ -103,7 +116,8 @@ def test_scalars_in_the_event_files_equal_history_csv(sweep_dir):
         events = EventAccumulator(str(sweep_dir / "tb" / run), size_guidance={"scalars": 0})
         events.Reload()
         for column, tag in (("test_acc", "test/accuracy"), ("train_loss", "train/loss"),
-                            ("test_loss", "test/loss")):
+                            ("test_loss", "test/loss"), ("val_acc", "val/accuracy"),
+                            ("val_loss", "val/loss")):
             logged = [(e.step, e.value) for e in events.Scalars(tag)]
             expected = list(zip(rows.epoch, rows[column], strict=True))
             assert [s for s, _ in logged] == [s for s, _ in expected]

@@ -32,7 +32,7 @@ def test_a_trial_reports_every_epoch_to_every_sink(data, tmp_path):
     assert [step for _, step in sink.logged] == [1, 2]
     assert sink.started == [result.spec] and sink.finished == [result]
     assert result.samples_per_s > 0 and result.duration_s > 0
-    assert result.value == max(h["test_acc"] for h in result.history)
+    assert result.value == max(h["val_acc"] for h in result.history)
     # The best weights load into a fresh LeNet without unpickling code.
     state = torch.load(tmp_path / "best.pt", weights_only=True)
     LeNet().load_state_dict(state)

@@ -18,7 +18,7 @@ from harness.config import VisdomConfig, parse_config
 from harness.sinks.visdom import parse_url
 from harness.sweep import SweepOptions, run_sweep
 
-STABLE = ["trial", "run", "state", "best_test_acc", "best_epoch", "final_test_acc",
+STABLE = ["trial", "run", "state", "val_acc", "test_acc", "best_epoch", "final_test_acc",
           "final_test_loss", "final_train_loss", "error"]
 
 

@@ -1,7 +1,7 @@
 """The sink interface: `start` a trial, `log` its metrics, `finish` it.
 
-`log` gets the epoch's metrics (train_loss, test_loss, test_acc, lr, epoch_s,
-elapsed_s, epoch) with step = the epoch, and, when the trial samples step losses,
+`log` gets the epoch's metrics (train_loss, val_loss, val_acc, test_loss, test_acc, lr,
+epoch_s, elapsed_s, epoch) with step = the epoch, and, when the trial samples step losses,
 {"train_loss_step": loss} with step = the global training step. A sink takes the keys
 it knows. `trial.py` calls every sink the same way; a sink must not raise for its own
 trouble (a lost server, a full disk) but report it once and carry on.

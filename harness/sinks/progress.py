@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from harness.trial import best_test_acc
-
 if TYPE_CHECKING:
     from torch import nn
 
@@ -22,6 +20,7 @@ class ProgressSink:
     def __init__(self, total: int, done: Callable[[], int], lines: bool = True,
                  bar: bool = True) -> None:
         self.total, self.count, self.lines = total, done, lines
+        self.metric = ""  # the running trial's objective, shown on the bar
         # The bar only draws on a terminal; the per-trial lines print anywhere.
         self.bar = tqdm(total=total, initial=done(), unit="trial", file=sys.stderr,
                         disable=True if not bar else None, dynamic_ncols=True,
@@ -29,10 +28,11 @@ class ProgressSink:
 
     def start(self, spec: TrialSpec, model: nn.Module) -> None:
         self.bar.set_description(spec.run)
+        self.metric = spec.metric
 
     def log(self, metrics: dict[str, float], step: int) -> None:
-        if "test_acc" in metrics:
-            self.bar.set_postfix(epoch=step, test_acc=f"{metrics['test_acc']:.4f}")
+        if self.metric in metrics:
+            self.bar.set_postfix({"epoch": step, self.metric: f"{metrics[self.metric]:.4f}"})
 
     def finish(self, result: TrialResult) -> None:
         # The study has not recorded this result yet: it is the next one done.
@@ -46,11 +46,15 @@ class ProgressSink:
 
 
 def format_result(result: TrialResult, done: int, total: int) -> str:
-    """One line: position, run, state, best accuracy and epoch, time, reason."""
+    """One line: position, run, state, the objective at the best epoch and that epoch's
+    test accuracy, time, reason."""
     width = len(str(total))
-    best = best_test_acc(result.history)
-    acc = "no epoch finished" if best is None else f"best_test_acc {best:.4f}"
-    epoch = f" (epoch {result.best_epoch})" if result.best_epoch else ""
+    metric, best = result.spec.metric, result.best
+    if not best:
+        score = "no epoch finished"
+    else:
+        test = "" if metric == "test_acc" else f" test_acc {best['test_acc']:.4f}"
+        score = f"{metric} {best[metric]:.4f}{test} (epoch {result.best_epoch})"
     reason = f"  {result.error}" if result.error else ""
     return (f"[{done:>{width}}/{total}] {result.spec.run:<30} {result.state:<8} "
-            f"{acc}{epoch}  {result.duration_s:.1f}s{reason}")
+            f"{score}  {result.duration_s:.1f}s{reason}")

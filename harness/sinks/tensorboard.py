@@ -27,14 +27,17 @@ from torch.utils.tensorboard import SummaryWriter
 from harness.config import Config, Range, TensorBoardConfig
 from harness.sinks.graph import graph_def
 from harness.sinks.images import png, prediction_grid
-from harness.trial import best_test_acc
 
 if TYPE_CHECKING:
     from harness.trial import TrialResult, TrialSpec
 
-SCALARS = {"train_loss": "train/loss", "test_loss": "test/loss", "test_acc": "test/accuracy",
-           "lr": "train/lr", "epoch_s": "time/epoch_s"}
-HPARAM_METRICS = ("hparam/best_test_acc", "hparam/final_test_acc", "hparam/final_test_loss")
+SCALARS = {"train_loss": "train/loss", "val_loss": "val/loss", "val_acc": "val/accuracy",
+           "test_loss": "test/loss", "test_acc": "test/accuracy", "lr": "train/lr",
+           "epoch_s": "time/epoch_s"}
+# The HParams table's metrics: validation and test at the best epoch (the one chosen on
+# the objective, the checkpoint's), and test at the last.
+HPARAM_METRICS = {"hparam/val_acc": "val_acc", "hparam/test_acc": "test_acc",
+                  "hparam/final_test_acc": "test_acc", "hparam/final_test_loss": "test_loss"}
 # TensorBoard shows about 30 buckets; its default of ~1,500 bin edges costs 3x the time.
 HISTOGRAM_BINS = 64
 STATUS = {"COMPLETE": api_pb2.STATUS_SUCCESS, "FAIL": api_pb2.STATUS_FAILURE,
@@ -158,14 +161,12 @@ def trial_hparams(spec: TrialSpec, config: Config) -> dict[str, Any]:
 
 
 def hparam_metrics(result: TrialResult) -> dict[str, float]:
-    """The HParams table's metric columns: the best accuracy, not the last."""
-    history = result.history
-    if not history:
-        return {}
-    best = best_test_acc(history)
-    values = {"hparam/best_test_acc": math.nan if best is None else best,
-              "hparam/final_test_acc": history[-1]["test_acc"],
-              "hparam/final_test_loss": history[-1]["test_loss"]}
+    """The HParams table's metric columns; those with no finite value are left out."""
+    values = {}
+    for tag, key in HPARAM_METRICS.items():
+        epoch = result.history[-1] if tag.startswith("hparam/final_") and result.history \
+            else result.best
+        values[tag] = epoch.get(key, math.nan)
     return {k: v for k, v in values.items() if math.isfinite(v)}
 
 
@@ -175,7 +176,8 @@ def experiment(config: Config) -> Summary:
         infos.append(_hparam_info(name, values))
     infos.append(_hparam_info("seed", tuple(config.search.seeds)))
     metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag)) for tag in
-               (*HPARAM_METRICS, "test/accuracy", "test/loss", "train/loss")]
+               (*HPARAM_METRICS, "val/accuracy", "val/loss", "test/accuracy", "test/loss",
+                "train/loss")]
     exp = api_pb2.Experiment(hparam_infos=infos, metric_infos=metrics,
                              name=config.name, time_created_secs=time.time())
     return _summary(metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(
