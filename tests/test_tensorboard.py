@@ -95,16 +95,36 @@ def test_hparams_table_has_every_trial_with_its_best_epochs_numbers(server, swee
                 trials.loc[run, "final_test_acc"])
         else:
             assert session["status"] == "STATUS_FAILURE"
-    # The two seeds of each configuration form one session group.
+
+
+def test_a_group_row_is_the_configuration_and_the_mean_over_its_seeds(server, sweep_dir):
+    trials = pd.read_csv(sweep_dir / "trials.csv")
     groups = session_groups(server)
+    # The two seeds of each configuration form one session group.
     assert len(groups) == 4 and all(len(g["sessions"]) == 2 for g in groups)
-    assert {tuple(sorted(g["hparams"])) for g in groups} == {("lr", "optimizer", "seed")}
+    for group in groups:
+        members = trials[trials.run.isin([s["name"] for s in group["sessions"]])]
+        # The row shows the configuration, never one member's seed; the group is named
+        # after the configuration, the members after themselves, seed included.
+        assert group["hparams"] == {"lr": members.lr.iloc[0],
+                                    "optimizer": members.optimizer.iloc[0]}
+        assert members[["lr", "optimizer"]].nunique().eq(1).all()
+        assert sorted(members.seed) == [0, 1]
+        assert {f"{group['name']}-s{seed}" for seed in members.seed} == set(members.run)
+        # Its metrics are the mean over the seeds that have them.
+        metrics = metric_values(group)
+        for tag, column in (("hparam/val_acc", "val_acc"), ("hparam/test_acc", "test_acc")):
+            if members[column].notna().any():
+                assert metrics[tag] == pytest.approx(members[column].mean())
+            else:
+                assert tag not in metrics
+    assert any(metric_values(g) for g in groups)  # the check above ran on some numbers
 
 
 def test_the_experiment_lists_every_hparam_domain_and_metric(server):
     experiment = get(server + "/data/plugin/hparams/experiment", {"experimentName": ""})
     domains = {h["name"]: h.get("domainDiscrete") for h in experiment["hparamInfos"]}
-    assert domains == {"lr": [0.02, 1.0e6], "optimizer": ["sgd", "adam"], "seed": [0, 1]}
+    assert domains == {"lr": [0.02, 1.0e6], "optimizer": ["sgd", "adam"]}
     tags = {m["name"]["tag"] for m in experiment["metricInfos"]}
     assert {"hparam/val_acc", "hparam/test_acc", "hparam/final_test_acc",
             "hparam/final_test_loss", "val/accuracy", "test/accuracy"} <= tags

@@ -5,6 +5,11 @@ summary holding only that call's metrics; instead the sweep writes one experimen
 summary (every hparam's domain, every metric) at tb/, and each trial writes its session
 start (hparams, group = its configuration, so seeds group together) and end (status)
 into its own run, next to its curves.
+
+TensorBoard gives a session group the hparams of whichever member it reads first and the
+mean of its members' metrics. So a session's hparams are its configuration only, never
+its seed: a group row then shows the configuration and the mean over its seeds, and each
+member is told apart by its own run name, which ends in its seed (`-s1`).
 """
 
 from __future__ import annotations
@@ -156,8 +161,8 @@ def write_experiment(root: Path, config: Config, model: nn.Module, summary_md: s
 
 
 def trial_hparams(spec: TrialSpec, config: Config) -> dict[str, Any]:
-    """Every searched hyperparameter and the seed."""
-    return {key: spec.params[key] for key in config.search.space} | {"seed": spec.seed}
+    """Every searched hyperparameter: the configuration, the same for all its seeds."""
+    return {key: spec.params[key] for key in config.search.space}
 
 
 def hparam_metrics(result: TrialResult) -> dict[str, float]:
@@ -171,10 +176,7 @@ def hparam_metrics(result: TrialResult) -> dict[str, float]:
 
 
 def experiment(config: Config) -> Summary:
-    infos = []
-    for name, values in config.search.space.items():
-        infos.append(_hparam_info(name, values))
-    infos.append(_hparam_info("seed", tuple(config.search.seeds)))
+    infos = [_hparam_info(name, values) for name, values in config.search.space.items()]
     metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag)) for tag in
                (*HPARAM_METRICS, "val/accuracy", "val/loss", "test/accuracy", "test/loss",
                 "train/loss")]
