@@ -168,7 +168,9 @@ class _Loop:
                 self.best_epoch = epoch
                 self.best_state = {k: v.detach().to("cpu", copy=True)
                                    for k, v in model.state_dict().items()}
-            if self.on_epoch is not None and self.on_epoch(metrics):
+            # The callback hears every epoch, the last too; but a trial that ran all its
+            # epochs is complete: pruning it then would save nothing and hide a result.
+            if self.on_epoch is not None and self.on_epoch(metrics) and epoch < spec.epochs:
                 return "PRUNED", ""
         return "COMPLETE", ""
 

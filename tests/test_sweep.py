@@ -118,6 +118,23 @@ def test_an_optuna_sweep_with_pruning(tmp_path):
     assert sweep(raw, tmp_path / "r").ran == 0
 
 
+def test_hyperband_never_prunes_a_trial_at_its_last_epoch(tmp_path):
+    raw = small_config(train={"epochs": 3}, search={
+        "method": "optuna", "n_trials": 12, "sampler": "random", "pruner": "hyperband",
+        "space": {"lr": {"low": 1e-4, "high": 0.5, "log": True}, "optimizer": ["sgd", "adam"]}})
+    trials = sweep(raw, tmp_path / "r").trials
+    pruned = trials[trials.state == "PRUNED"]
+    assert not pruned.empty  # hyperband did stop trials early
+    assert (pruned.epochs < 3).all(), pruned[["run", "epochs"]]
+    done = trials[trials.epochs == 3]
+    assert (done.state == "COMPLETE").all() and len(done) >= 1
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'r'}/study.db")
+    # Every epoch was reported to Optuna, the last ones too.
+    for t in study.trials:
+        assert sorted(t.intermediate_values) == list(range(1, len(
+            t.user_attrs["result"]["history"]) + 1))
+
+
 def test_an_interrupted_trial_is_saved_and_rerun(tmp_path, monkeypatch):
     from harness.sweep import SweepInterrupted
 

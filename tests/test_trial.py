@@ -78,6 +78,18 @@ def test_the_epoch_callback_prunes(data):
     assert result.state == "PRUNED" and len(result.history) == 2
 
 
+def test_a_trial_that_ran_every_epoch_is_complete_whatever_the_pruner_says(data):
+    heard = []
+
+    def prune_from_epoch_2(metrics):
+        heard.append(metrics["epoch"])
+        return metrics["epoch"] >= 2
+
+    result = run_trial(spec(epochs=2), data, on_epoch=prune_from_epoch_2)
+    assert result.state == "COMPLETE" and len(result.history) == 2
+    assert heard == [1, 2]  # the last epoch is still reported, for the other trials
+
+
 def test_best_epoch_follows_the_objective_direction(data):
     result = run_trial(spec(epochs=3, metric="test_loss", maximize=False), data)
     losses = [h["test_loss"] for h in result.history]
