@@ -3,7 +3,8 @@
 A point is one configuration (lr, batch size, optimizer, ...) with one seed. `Search`
 hands out the next point that needs running as an Optuna trial ("a claim"): for a grid,
 every point exactly once; for the optuna method, points the sampler proposes until
-n_trials configurations exist. Claims are made under a lock, so several processes can
+n_trials configurations exist, each once per seed (seeds added to a sweep later run for
+the configurations it already has). Claims are made under a lock, so several processes can
 share a study without running a point twice. A trial left RUNNING by a dead process,
 or interrupted by Ctrl-C, is handed out again; every other finished trial is a result.
 """
@@ -155,9 +156,29 @@ class Search:
             if needs_rerun(trial):
                 return Point(trial.user_attrs["point"], trial.user_attrs["index"],
                              dict(trial.params), trial.user_attrs["seed"])
+        added = self._added_seed(trials)
+        if added is not None:
+            return added
         configurations = {t.user_attrs.get("index") for t in trials}
         if len(configurations) < self.config.search.n_trials:
             return Point("", -1, {}, self.config.search.seeds[0])
+        return None
+
+    def _added_seed(self, trials: list[FrozenTrial]) -> Point | None:
+        """A seed of search.seeds that a configuration sampled earlier has not run: the
+        seed was added when the sweep was resumed."""
+        seeds: dict[int, set[int]] = {}
+        params: dict[int, dict[str, Any]] = {}
+        for trial in trials:
+            if "point" in trial.user_attrs:
+                index = trial.user_attrs["index"]
+                seeds.setdefault(index, set()).add(trial.user_attrs["seed"])
+                if trial.params:  # a queued trial has none yet
+                    params[index] = dict(trial.params)
+        for index in sorted(params):
+            for seed in self.config.search.seeds:
+                if seed not in seeds[index]:
+                    return Point(f"c{index}-s{seed}", index, params[index], seed)
         return None
 
     def _retire_dead(self) -> None:

@@ -1,12 +1,16 @@
 """Where a sweep keeps its state: the results directory and the Optuna storage.
 
 Opening a storage (SQLite in WAL mode by default, any Optuna URL with --storage), the
-study (created once, refused when another config made it), and --fresh.
+study (created once, refused when another config made it), and --fresh. A config may
+continue a sweep when it only adds seeds to search.seeds or raises search.n_trials: the
+points it adds run, and those already run are kept.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import math
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +41,9 @@ def prepare_out(out: Path) -> None:
                           "a directory you can write to") from None
 
 
+GROWS = "only search.seeds and search.n_trials may grow"
+
+
 def check_resumable(out: Path, config: Config, fresh: bool) -> None:
     """Refuse to mix two configs' results in one directory."""
     path = out / "config.yaml"
@@ -46,12 +53,30 @@ def check_resumable(out: Path, config: Config, fresh: bool) -> None:
         old = identity(parse_config(yaml.safe_load(path.read_text())))
     except (ConfigError, yaml.YAMLError):
         old = {}
-    new = identity(config)
-    if old != new:
-        where = _first_difference(old, new) or "config.yaml"
+    change = refused_change(old, identity(config))
+    if change:
         raise ConfigError(
-            f"{out} holds a sweep of another config ({where} differs); rerun with --fresh "
-            "to discard it, or pass --out DIR for a new results directory")
+            f"{out} holds a sweep of another config ({change}); {GROWS}: rerun with "
+            "--fresh to discard it, or pass --out DIR for a new results directory")
+
+
+def refused_change(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """'' when the config `new` continues the sweep `old` made: the same, or with seeds
+    added to search.seeds or a larger search.n_trials. Else the first field that
+    differs, with its value in the sweep and in the new config."""
+    grown = copy.deepcopy(old)
+    before, after = grown.get("search"), new.get("search", {})
+    if isinstance(before, dict):
+        if set(before.get("seeds", [])) <= set(after.get("seeds", [])):
+            before["seeds"] = after.get("seeds")
+        if before.get("n_trials", math.inf) <= after.get("n_trials", 0):
+            before["n_trials"] = after.get("n_trials")
+    if grown == new:
+        return ""
+    where = _first_difference(grown, new)
+    if not where:
+        return "the config differs"
+    return f"{where} differs: {_value_at(old, where)} in the sweep, {_value_at(new, where)} now"
 
 
 @contextlib.contextmanager
@@ -110,12 +135,11 @@ def open_study(config: Config, storage: optuna.storages.BaseStorage) -> optuna.S
         sampler=make_sampler(config, n_existing), pruner=make_pruner(config),
         load_if_exists=True)
     stored = study.user_attrs.get("config")
-    if stored is None:
-        study.set_user_attr("config", identity(config))
-    elif stored != identity(config):
-        where = _first_difference(stored, identity(config)) or "the config"
+    if stored is not None and (change := refused_change(stored, identity(config))):
         raise ConfigError(f"study {config.name!r} in the storage was made by another "
-                          f"config ({where} differs); rerun with --fresh to discard it")
+                          f"config ({change}); {GROWS}: rerun with --fresh to discard it")
+    if stored != identity(config):  # a new study, or one given more seeds or trials
+        study.set_user_attr("config", identity(config))
     return study
 
 
@@ -133,6 +157,12 @@ def discard(out: Path, storage: optuna.storages.BaseStorage, name: str) -> None:
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
+
+
+def _value_at(config: dict[str, Any], path: str) -> Any:
+    for key in path.split("."):
+        config = config.get(key) if isinstance(config, dict) else None
+    return config
 
 
 def _first_difference(old: Any, new: Any, path: str = "") -> str:

@@ -70,6 +70,58 @@ def test_another_config_for_the_same_directory_is_refused_unless_fresh(tmp_path)
     assert sweep(same, tmp_path / "r", device="cpu").ran == 0
 
 
+def test_the_refusal_names_the_field_with_its_old_and_new_values(tmp_path):
+    sweep(small_config(search={"seeds": [0, 1]}), tmp_path / "r")
+    cases = [({"data": {"val_fraction": 0.2}},
+              "data.val_fraction differs: 0.1 in the sweep, 0.2 now"),
+             ({"search": {"seeds": [1]}}, "search.seeds differs: [0, 1] in the sweep, [1] now"),
+             ({"train": {"epochs": 3}, "search": {"seeds": [0, 1, 2]}},
+              "train.epochs differs: 2 in the sweep, 3 now")]
+    for change, message in cases:
+        with pytest.raises(ConfigError) as info:
+            sweep(small_config(**change), tmp_path / "r")
+        assert message in str(info.value) and "only search.seeds and search.n_trials may grow" \
+            in str(info.value)
+    assert len(pd.read_csv(tmp_path / "r" / "trials.csv")) == 8  # nothing was touched
+
+
+def test_adding_seeds_runs_only_the_new_points_and_keeps_the_old(tmp_path):
+    out = tmp_path / "r"
+    sweep(small_config(), out)
+    before = pd.read_csv(out / "trials.csv")
+    grown = sweep(small_config(search={"seeds": [0, 2, 1]}), out)
+    assert grown.ran == 8
+    after = pd.read_csv(out / "trials.csv")
+    assert len(after) == 12 and sorted(after.seed.unique()) == [0, 1, 2]
+    pd.testing.assert_frame_equal(after[after.trial.isin(before.trial)].reset_index(drop=True),
+                                  before)
+    assert after.groupby(["lr", "optimizer"]).seed.nunique().eq(3).all()
+    assert "- 2" in (out / "config.yaml").read_text()  # the config that ran is the new one
+    assert sweep(small_config(search={"seeds": [0, 2, 1]}), out).ran == 0
+
+
+def test_an_optuna_sweep_grows_by_seeds_and_trials_in_a_shared_storage(tmp_path):
+    def optuna_config(n_trials, seeds):
+        return small_config(train={"epochs": 1}, search={
+            "method": "optuna", "n_trials": n_trials, "seeds": seeds,
+            "space": {"lr": {"low": 1e-3, "high": 0.1, "log": True}, "optimizer": ["sgd"]}})
+
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    sweep(optuna_config(2, [0]), tmp_path / "a", storage=storage)
+    first = pd.read_csv(tmp_path / "a" / "trials.csv")
+    # Another results directory on the same study: the study's own config check.
+    grown = sweep(optuna_config(3, [0, 1]), tmp_path / "b", storage=storage)
+    assert grown.ran == 2 + 2  # seed 1 of the two configurations, then a third with both
+    trials = grown.trials
+    assert len(trials) == 6
+    assert trials.groupby("lr").seed.apply(sorted).tolist() == [[0, 1]] * 3
+    kept = trials[trials.trial.isin(first.trial)].reset_index(drop=True)
+    assert kept.run.tolist() == first.run.tolist()
+    assert kept.lr.tolist() == first.lr.tolist()
+    with pytest.raises(ConfigError, match=r"search.n_trials differs: 3 in the sweep, 2 now"):
+        sweep(optuna_config(2, [0, 1]), tmp_path / "c", storage=storage)
+
+
 def test_a_diverging_trial_fails_and_the_others_complete(tmp_path):
     raw = small_config(search={"space": {"lr": [0.02, 1.0e6], "optimizer": ["sgd"]}})
     trials = sweep(raw, tmp_path / "r").trials.set_index("lr")
