@@ -7,6 +7,7 @@ import torch
 from conftest import interrupt_epoch, small_config
 
 from harness.config import ConfigError, parse_config
+from harness.data import load_dataset
 from harness.results import HISTORY_COLUMNS
 from harness.sweep import SweepOptions, run_sweep
 
@@ -199,6 +200,27 @@ def test_an_interrupted_trial_is_saved_and_rerun(tmp_path, monkeypatch):
     outcome = sweep(small_config(), tmp_path / "r")
     assert outcome.ran == 3
     assert (outcome.trials.state == "COMPLETE").all() and len(outcome.trials) == 4
+
+
+def test_every_trial_of_two_sweeps_and_a_resume_validates_on_the_same_split(tmp_path,
+                                                                             monkeypatch):
+    from harness.sweep import SweepInterrupted
+
+    def splits(out):
+        study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out}/study.db")
+        return [t.user_attrs["result"]["val_split"] for t in study.trials]
+
+    raw = small_config(search={"seeds": [0, 1]})
+    interrupt_epoch(monkeypatch, at=5)  # in the third trial
+    with pytest.raises(SweepInterrupted):
+        sweep(raw, tmp_path / "a")
+    monkeypatch.undo()
+    assert sweep(raw, tmp_path / "a").ran == 6
+    other = small_config(search={"seeds": [0, 1]}, data={"train_size": 100})
+    sweep(other, tmp_path / "b")
+    expected = load_dataset(parse_config(raw).data, torch.device("cpu")).val_digest
+    assert splits(tmp_path / "a") == [expected] * 9  # 8 points, one of them run twice
+    assert splits(tmp_path / "b") == [expected] * 8  # train_size leaves validation alone
 
 
 def test_a_dry_run_runs_every_point_briefly_and_keeps_nothing(tmp_path, monkeypatch):
