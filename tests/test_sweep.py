@@ -202,6 +202,18 @@ def test_an_interrupted_trial_is_saved_and_rerun(tmp_path, monkeypatch):
     assert (outcome.trials.state == "COMPLETE").all() and len(outcome.trials) == 4
 
 
+def test_without_a_validation_split_the_val_columns_are_empty(tmp_path):
+    raw = small_config(data={"val_fraction": 0}, objective={"metric": "test_loss"},
+                       search={"space": {"lr": [0.05], "optimizer": ["sgd"]}})
+    trials = sweep(raw, tmp_path / "r").trials
+    history = pd.read_csv(tmp_path / "r" / "history.csv")
+    assert history.val_acc.isna().all() and history.val_loss.isna().all()
+    assert history.test_loss.notna().all() and len(history) == 2
+    row = trials.iloc[0]
+    assert row.state == "COMPLETE" and pd.isna(row.val_acc) and pd.isna(row.val_loss)
+    assert row.best_epoch == history.test_loss.idxmin() + 1 and row.value == row.test_loss
+
+
 def test_every_trial_of_two_sweeps_and_a_resume_validates_on_the_same_split(tmp_path,
                                                                              monkeypatch):
     from harness.sweep import SweepInterrupted
