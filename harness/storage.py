@@ -27,6 +27,7 @@ HEARTBEAT_S = 10  # a worker's trial says it is alive this often (database stora
 GRACE_S = 60  # a trial silent for this long is failed by the other workers, and rerun
 OWNED = ("config.yaml", "study.db", "trials.csv", "history.csv", "summary.md", "tables",
          "model_summary.csv", "tb", "checkpoints", "report.html", ".lock")
+GROWS = "only search.seeds and search.n_trials may grow"  # what a resumed config may change
 
 
 def prepare_out(out: Path) -> None:
@@ -39,9 +40,6 @@ def prepare_out(out: Path) -> None:
     except OSError as err:
         raise ConfigError(f"--out: cannot write results to {out} ({err.strerror}); choose "
                           "a directory you can write to") from None
-
-
-GROWS = "only search.seeds and search.n_trials may grow"
 
 
 def check_resumable(out: Path, config: Config, fresh: bool) -> None:

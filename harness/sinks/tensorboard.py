@@ -167,11 +167,9 @@ def trial_hparams(spec: TrialSpec, config: Config) -> dict[str, Any]:
 
 def hparam_metrics(result: TrialResult) -> dict[str, float]:
     """The HParams table's metric columns; those with no finite value are left out."""
-    values = {}
-    for tag, key in HPARAM_METRICS.items():
-        epoch = result.history[-1] if tag.startswith("hparam/final_") and result.history \
-            else result.best
-        values[tag] = epoch.get(key, math.nan)
+    last = result.history[-1] if result.history else {}
+    values = {tag: (last if tag.startswith("hparam/final_") else result.best).get(key, math.nan)
+              for tag, key in HPARAM_METRICS.items()}
     return {k: v for k, v in values.items() if math.isfinite(v)}
 
 
