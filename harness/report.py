@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from harness import slices, summary, tables  # noqa: E402
@@ -112,10 +113,13 @@ def _heatmaps(pivots: list[slices.Pivot]) -> plt.Figure:
     fig, axes = plt.subplots(height, width, figsize=(5 * width, 3.8 * height), squeeze=False)
     for ax in axes.flat[len(pivots):]:
         ax.axis("off")
-    cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="white")
     for ax, pivot in zip(axes.flat, pivots, strict=False):
         values = np.ma.masked_invalid(pivot.mean.to_numpy(dtype=float))
         image = ax.imshow(values, cmap=cmap, aspect="auto")
+        failed = values.mask & (pivot.cells.to_numpy() != "")
+        ax.imshow(np.ma.masked_where(~failed, np.ones(failed.shape)), aspect="auto",
+                  cmap=ListedColormap(["#cccccc"]))
         ax.set_xticks(range(len(pivot.mean.columns)), list(pivot.mean.columns))
         ax.set_yticks(range(len(pivot.mean.index)), list(pivot.mean.index))
         ax.set(title=pivot.title, xlabel="batch size", ylabel="lr")
