@@ -10,9 +10,9 @@ import pytest
 import yaml
 from conftest import run_cli, small_config
 
-from harness.config import parse_config
+from harness.config import ConfigError, parse_config
 from harness.report import curves
-from harness.results import read_sweeps
+from harness.results import read_sweeps, sweep_labels
 from harness.sweep import SweepOptions, run_sweep
 
 SPACE = {"lr": [0.02, 1.0e6], "optimizer": ["sgd", "adam"]}  # lr 1e6 always diverges
@@ -156,6 +156,24 @@ def test_compare_of_the_same_directory_twice_is_bad_input(twins):
     result = run_cli("compare", "a/quick", "a/quick/", cwd=twins)
     assert result.returncode == 2 and "given twice" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_sweep_labels_are_directory_names_made_unique(tmp_path):
+    paths = [tmp_path / "a" / "quick", tmp_path / "b" / "quick", tmp_path / "other"]
+    assert sweep_labels(paths) == ["a/quick", "b/quick", "other"]
+    nested = [tmp_path / "x" / "quick", tmp_path / "y" / "x" / "quick"]
+    assert sweep_labels(nested) == [f"{tmp_path.name}/x/quick", "y/x/quick"]
+
+
+def test_sweeps_that_select_on_different_metrics_are_not_compared(sweeps, tmp_path):
+    for name, metric in (("acc", "test_acc"), ("loss", "test_loss")):
+        shutil.copytree(sweeps / "first", tmp_path / name)
+        config = yaml.safe_load((tmp_path / name / "config.yaml").read_text())
+        config["objective"] = {"metric": metric, "direction": "maximize"}
+        (tmp_path / name / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match=r"different objectives \(acc: test_acc, loss: "
+                       r"test_loss\)"):
+        read_sweeps([tmp_path / "acc", tmp_path / "loss"])
 
 
 @pytest.fixture(scope="module")
