@@ -135,14 +135,16 @@ def _compare(args: argparse.Namespace) -> int:
         if warning:  # the table itself has no room for it
             print(f"harness: {warning}", file=sys.stderr)
         print(tables.leaderboard(trials, spec).to_csv(index=False), end="")
-    elif args.format == "md":
-        print(summary.markdown(trials, spec, sweep.name))
+        return EXIT_OK
+    comparison = summary.build(trials, spec)
+    if args.format == "md":
+        print(summary.markdown(comparison, sweep.name))
     elif args.format == "html":
         from harness.report import render
 
-        print(render(trials, sweep.history, spec, sweep.name))
+        print(render(comparison, sweep.history, sweep.name))
     else:
-        print(summary.text(trials, spec, sweep.name))
+        print(summary.text(comparison, sweep.name))
     return EXIT_OK
 
 

@@ -19,7 +19,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from harness import slices, summary, tables  # noqa: E402
 from harness.files import atomic_write_text  # noqa: E402
-from harness.summary import Section  # noqa: E402
+from harness.summary import Comparison, Section  # noqa: E402
 from harness.tables import Spec  # noqa: E402
 
 TOP = 5  # learning curves of the top trials
@@ -36,31 +36,28 @@ img{max-width:100%}.note{color:#555}
 def write_report(out: Path, trials: pd.DataFrame, history: pd.DataFrame, spec: Spec,
                  title: str) -> Path:
     path = out / "report.html"
-    atomic_write_text(path, render(trials, history, spec, title))
+    atomic_write_text(path, render(summary.build(trials, spec), history, title))
     return path
 
 
-def render(trials: pd.DataFrame, history: pd.DataFrame, spec: Spec, title: str) -> str:
-    board = tables.leaderboard(trials, spec)
-    lines = summary.headline(trials, spec, board)
-    warning = summary.warning(spec)
+def render(c: Comparison, history: pd.DataFrame, title: str) -> str:
+    warning = summary.warning(c.spec)
     body = [f"<h1>{html.escape(title)}</h1>"]
     body += [f"<p class={'warning' if line == warning else 'answer'}>{html.escape(line)}</p>"
-             for line in lines]
-    for section in summary.sections(trials, spec, board):
+             for line in summary.headline(c)]
+    for section in summary.sections(c):
         body += _section(section)
-        if section.heading == "Leaderboard" and not board.empty:
+        if section.heading == "Leaderboard" and not c.board.empty:
             body += ["<h2>Learning curves of the top trials</h2>",
-                     _img(curves(trials, history, spec))]
+                     _img(curves(c.trials, history, c.spec))]
         if section.heading == "By hyperparameter value":
             body += ["<h2>Objective against each hyperparameter</h2>",
                      "<p class=note>Every trial; failed and pruned ones as red crosses at "
                      "the bottom; ranges binned (n trials per bin).</p>",
-                     _img(_slices(trials, spec))]
-    pivots = slices.pivots(trials, spec)
-    if pivots:
+                     _img(_slices(c.trials, c.spec))]
+    if c.pivots:
         body += ["<h2>Objective by learning rate and batch size</h2>",
-                 _img(_heatmaps(pivots[:MAX_HEATMAPS]))]
+                 _img(_heatmaps(c.pivots[:MAX_HEATMAPS]))]
     text = "\n".join(body)
     return (f"<!doctype html>\n<html><head><meta charset=utf-8><title>{html.escape(title)}"
             f"</title><style>{STYLE}</style></head><body>\n{text}\n</body></html>\n")

@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from harness import slices, summary, tables
+from harness import summary, tables
 from harness.config import ConfigError
 from harness.files import atomic_write_csv, atomic_write_text
 from harness.search import latest_attempts
@@ -69,11 +69,10 @@ def write_tables(out: Path, trials: pd.DataFrame, maximize: bool, title: str,
     """tables/*.csv and summary.md, rebuilt from trials.csv and the sweep's config.yaml
     (the objective's metric and which hyperparameters were searched, and how)."""
     spec = dataclasses.replace(_spec(out), maximize=maximize)
-    frames = {"leaderboard": tables.leaderboard(trials, spec),
-              "by_optimizer": tables.by_optimizer(trials, spec),
-              "marginals": slices.marginals(trials, spec),
-              "failures": tables.failures(trials, spec)}
-    for pivot in slices.pivots(trials, spec):
+    c = summary.build(trials, spec, importance)
+    frames = {"leaderboard": c.board, "by_optimizer": c.by_optimizer,
+              "marginals": c.marginals, "failures": c.failures}
+    for pivot in c.pivots:
         frames[f"pivot_{pivot.name}"] = pivot.cells.reset_index().assign(
             averaged_over=pivot.over)
     if importance is not None:
@@ -83,7 +82,7 @@ def write_tables(out: Path, trials: pd.DataFrame, maximize: bool, title: str,
     for stale in [*(out / "tables").glob("pivot_*.csv"), out / "tables" / "seeds.csv"]:
         if stale.stem not in frames:  # a pivot no longer split that way, an old table
             stale.unlink(missing_ok=True)
-    atomic_write_text(out / "summary.md", summary.markdown(trials, spec, title, importance))
+    atomic_write_text(out / "summary.md", summary.markdown(c, title))
 
 
 def _spec(out: Path) -> tables.Spec:

@@ -18,6 +18,29 @@ MISSING = "\u2013"  # an en dash: not measured (one seed has no std or interval)
 
 
 @dataclass(frozen=True)
+class Comparison:
+    """Every table of one comparison, computed once for all the places that show it."""
+    trials: pd.DataFrame
+    spec: Spec
+    configs: pd.DataFrame  # every configuration, ranked or not
+    board: pd.DataFrame  # the leaderboard
+    by_optimizer: pd.DataFrame
+    marginals: pd.DataFrame
+    failures: pd.DataFrame
+    pivots: list[slices.Pivot]
+    importance: pd.DataFrame | None = None  # Optuna's fANOVA, at a sweep's end
+
+
+def build(trials: pd.DataFrame, spec: Spec,
+          importance: pd.DataFrame | None = None) -> Comparison:
+    configs = tables.configurations(trials, spec)
+    board = tables.leaderboard(trials, spec, configs)
+    return Comparison(trials, spec, configs, board, tables.by_optimizer(trials, spec, board),
+                      slices.marginals(trials, spec), tables.failures(trials, spec),
+                      slices.pivots(trials, spec), importance)
+
+
+@dataclass(frozen=True)
 class Section:
     heading: str
     table: pd.DataFrame
@@ -36,39 +59,40 @@ def warning(spec: Spec) -> str | None:
             "default) and report test once.")
 
 
-def headline(trials: pd.DataFrame, spec: Spec, board: pd.DataFrame) -> list[str]:
+def headline(c: Comparison) -> list[str]:
     """The warning, the trial counts and a one-line answer."""
-    lines = [w for w in (warning(spec),) if w] + [tables.state_counts(trials)]
-    if board.empty:
+    lines = [w for w in (warning(c.spec),) if w] + [tables.state_counts(c.trials)]
+    if c.board.empty:
         return lines
-    best = board.iloc[0]
+    best = c.board.iloc[0]
     spread = (f"95% CI {best['ci95_low']:.4f} to {best['ci95_high']:.4f}"
               if best["n"] > 1 else "one seed, so no confidence interval: add seeds "
               "to search.seeds to see whether the lead is bigger than seed noise")
     failed = f"; {best['n_failed']} more failed" if best["n_failed"] else ""
-    return lines + [f"Best configuration: {setting(best, tables.config_columns(trials, spec))}"
-                    f": {best['mean']:.4f} (n={best['n']}{failed}, {spread})."]
+    keys = tables.config_columns(c.trials, c.spec)
+    return lines + [f"Best configuration: {setting(best, keys)}: {best['mean']:.4f} "
+                    f"(n={best['n']}{failed}, {spread})."]
 
 
-def sections(trials: pd.DataFrame, spec: Spec, board: pd.DataFrame,
-             importance: pd.DataFrame | None = None) -> list[Section]:
+def sections(c: Comparison) -> list[Section]:
     """Every table of the comparison, in reading order."""
-    parts = [Section("Leaderboard", board, leaderboard_caption(spec, board),
-                     failed_notes(trials, spec, board)),
-             Section("Best per optimizer", tables.by_optimizer(trials, spec),
+    metric = c.spec.metric
+    parts = [Section("Leaderboard", c.board, leaderboard_caption(c.spec, c.board),
+                     failed_notes(c)),
+             Section("Best per optimizer", c.by_optimizer,
                      "The best configuration of each optimizer; optimizer_failed and "
                      "optimizer_pruned count all of its trials that failed or were pruned."),
-             Section("By hyperparameter value", slices.marginals(trials, spec),
-                     f"{spec.metric} by each value of a hyperparameter, averaged over what "
+             Section("By hyperparameter value", c.marginals,
+                     f"{metric} by each value of a hyperparameter, averaged over what "
                      "`over` names; ranges are binned (n trials per bin); best is the best "
                      "trial."),
-             Section("Failed and pruned trials", tables.failures(trials, spec),
+             Section("Failed and pruned trials", c.failures,
                      "ranked is False where no seed of the configuration completed: it is "
                      "not on the leaderboard.")]
-    if importance is not None:
-        parts.append(Section("Hyperparameter importance (Optuna, fANOVA)", importance))
-    for pivot in slices.pivots(trials, spec):
-        parts.append(Section(f"{pivot.title}: {spec.metric} by lr (rows) and batch size "
+    if c.importance is not None:
+        parts.append(Section("Hyperparameter importance (Optuna, fANOVA)", c.importance))
+    for pivot in c.pivots:
+        parts.append(Section(f"{pivot.title}: {metric} by lr (rows) and batch size "
                              "(columns)", pivot.cells, f"Mean over {pivot.over}; failed or "
                              "pruned where no seed completed.", index=True))
     return [s for s in parts if not s.table.empty or s.notes]
@@ -77,7 +101,7 @@ def sections(trials: pd.DataFrame, spec: Spec, board: pd.DataFrame,
 def leaderboard_caption(spec: Spec, board: pd.DataFrame) -> str:
     low, high = stats.metric_range(spec.metric)
     kept = (f", clipped to [{low:g}, {high:g}]" if math.isfinite(high)
-            else f", clipped at {low:g}" if math.isfinite(low) else "")
+            else f", kept >= {low:g}" if math.isfinite(low) else "")
     tested = int(board["p_vs_leader"].notna().sum()) if "p_vs_leader" in board else 0
     rows = f"{tested} row{'' if tested == 1 else 's'}"
     return (f"Ranked by the mean {spec.metric} ({'max' if spec.maximize else 'min'}imized) "
@@ -88,18 +112,18 @@ def leaderboard_caption(spec: Spec, board: pd.DataFrame) -> str:
             "side has fewer than 2 seeds.")
 
 
-def failed_notes(trials: pd.DataFrame, spec: Spec, board: pd.DataFrame) -> tuple[str, ...]:
+def failed_notes(c: Comparison) -> tuple[str, ...]:
     """Under the leaderboard: configurations ranked on fewer seeds than they ran, and
     those not ranked at all because none of their seeds completed."""
-    if (trials["state"] == "COMPLETE").all():
+    if c.failures.empty:
         return ()
-    keys = tables.config_columns(trials, spec)
-    configs = tables.configurations(trials, spec)
-    reasons = tables.failures(trials, spec).groupby(keys, dropna=False)["reason"].agg(
+    keys = tables.config_columns(c.trials, c.spec)
+    reasons = c.failures.groupby(keys, dropna=False)["reason"].agg(
         lambda r: "; ".join(dict.fromkeys(r))).reset_index()
+    board = c.board
     partial = board[(board["n_failed"] > 0) | (board["n_pruned"] > 0)].merge(
         reasons, on=keys, how="left")
-    unranked = configs[configs["n"] == 0].merge(reasons, on=keys, how="left")
+    unranked = c.configs[c.configs["n"] == 0].merge(reasons, on=keys, how="left")
     lines = [f"- rank {row['rank']}, {setting(row, keys)}: {_lost(row)}; ranked on the "
              f"{row['n']} that completed" for _, row in partial.iterrows()]
     lines += [f"- not ranked, {setting(row, keys)}: {_lost(row)}; none completed "
@@ -140,14 +164,12 @@ def _missing(value: object) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
-def markdown(trials: pd.DataFrame, spec: Spec, title: str,
-             importance: pd.DataFrame | None = None) -> str:
+def markdown(c: Comparison, title: str) -> str:
     """summary.md: the answer first, then every table with its caption."""
-    board = tables.leaderboard(trials, spec)
     parts = [f"# {title}", ""]
-    for line in headline(trials, spec, board):
-        parts += [f"> **{line}**" if line == warning(spec) else line, ""]
-    for section in sections(trials, spec, board, importance):
+    for line in headline(c):
+        parts += [f"> **{line}**" if line == warning(c.spec) else line, ""]
+    for section in sections(c):
         parts += [f"## {section.heading}", ""]
         if not section.table.empty:
             parts += [section.caption, ""] if section.caption else []
@@ -157,14 +179,12 @@ def markdown(trials: pd.DataFrame, spec: Spec, title: str,
     return "\n".join(parts)
 
 
-def text(trials: pd.DataFrame, spec: Spec, title: str) -> str:
+def text(c: Comparison, title: str) -> str:
     """The terminal's comparison: the same sections, plain text."""
-    board = tables.leaderboard(trials, spec)
-    lines = [title, *[w for line in headline(trials, spec, board)
-                      for w in textwrap.wrap(line, WIDTH)]]
+    lines = [title, *[w for line in headline(c) for w in textwrap.wrap(line, WIDTH)]]
     with pd.option_context("display.width", 200, "display.max_columns", 40,
                            "display.max_colwidth", 80):
-        for section in sections(trials, spec, board):
+        for section in sections(c):
             lines += ["", section.heading]
             if not section.table.empty:
                 lines += textwrap.wrap(section.caption, WIDTH)

@@ -124,12 +124,14 @@ def _columns(trials: pd.DataFrame, spec: Spec) -> list[str]:
             *[c for c in EXTRAS if c in trials.columns]]
 
 
-def leaderboard(trials: pd.DataFrame, spec: Spec = DEFAULT) -> pd.DataFrame:
+def leaderboard(trials: pd.DataFrame, spec: Spec = DEFAULT,
+                configs: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every configuration with a COMPLETE seed, ranked by the objective's mean over
     them; rank 1 is the leader. Each other row with 2+ seeds is tested against the
     leader (when it has 2+): Welch's t (p_vs_leader), Holm-adjusted over all rows tested
-    (p_holm), and tied_with_leader when p_holm >= 0.05. Blank where not tested."""
-    configs = configurations(trials, spec)
+    (p_holm), and tied_with_leader when p_holm >= 0.05. Blank where not tested.
+    `configs`: configurations(trials, spec), when already at hand."""
+    configs = configurations(trials, spec) if configs is None else configs
     board = configs[configs["n"] > 0].sort_values("mean", ascending=not spec.maximize,
                                                   kind="stable").reset_index(drop=True)
     board.insert(0, "rank", range(1, len(board) + 1))
@@ -150,11 +152,12 @@ def leaderboard(trials: pd.DataFrame, spec: Spec = DEFAULT) -> pd.DataFrame:
                   "tied_with_leader", *extras]]
 
 
-def by_optimizer(trials: pd.DataFrame, spec: Spec = DEFAULT) -> pd.DataFrame:
+def by_optimizer(trials: pd.DataFrame, spec: Spec = DEFAULT,
+                 board: pd.DataFrame | None = None) -> pd.DataFrame:
     """The best configuration of each optimizer (of each sweep), best first, with how
     many of the optimizer's trials failed or were pruned; an optimizer with no COMPLETE
-    trial is listed last with its counts."""
-    board = leaderboard(trials, spec)
+    trial is listed last with its counts. `board`: the leaderboard, when at hand."""
+    board = leaderboard(trials, spec) if board is None else board
     keys = [c for c in ("sweep", "optimizer") if c in trials.columns]
     best = board.drop_duplicates(keys, keep="first")
     totals = trials.groupby(keys, dropna=False)["state"].agg(

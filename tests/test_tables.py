@@ -265,7 +265,7 @@ def test_write_tables_replaces_tables_of_earlier_versions(tmp_path, trials):
 
 
 def test_summary_markdown_answers_first(trials):
-    text = summary.markdown(trials, Spec(), "demo")
+    text = summary.markdown(summary.build(trials, Spec()), "demo")
     assert text.startswith("# demo\n\n10 trials: 7 COMPLETE, 2 FAIL, 1 PRUNED")
     assert "Best configuration: optimizer=adam, lr=0.01, batch_size=64: 0.9200 (n=3" in text
     for heading in ("## Leaderboard", "## Failed and pruned", "## sgd: val_acc by lr",
@@ -276,17 +276,18 @@ def test_summary_markdown_answers_first(trials):
 
 
 def test_selection_on_the_test_set_is_said_first(trials):
-    text = summary.markdown(trials, Spec(metric="test_acc"), "demo")
+    text = summary.markdown(summary.build(trials, Spec(metric="test_acc")), "demo")
     assert text.splitlines()[2].startswith("> **Selected on the test set: objective.metric "
                                            "is test_acc")
-    assert "Selected on the test set" in summary.text(trials, Spec(metric="test_loss"), "d")
+    loss = summary.build(trials, Spec(maximize=False, metric="test_loss"))
+    assert "Selected on the test set" in summary.text(loss, "d")
 
 
 def test_one_seed_has_no_spread_and_the_summary_says_so(trials):
     one_seed = trials[trials["seed"] == 0]
     board = tables.leaderboard(one_seed)
     assert (board["n"] == 1).all() and board["std"].isna().all()
-    answer = summary.markdown(one_seed, Spec(), "demo").splitlines()[4]
+    answer = summary.markdown(summary.build(one_seed, Spec()), "demo").splitlines()[4]
     assert answer.startswith("Best configuration: optimizer=adam, lr=0.01, batch_size=64")
     assert "one seed, so no confidence interval" in answer and "nan" not in answer
 
@@ -297,7 +298,7 @@ def test_results_of_earlier_versions_show_their_best_test_acc(trials):
     assert "best_test_acc_mean" in board.columns and "test_acc_mean" not in board.columns
     assert "best_test_acc" in tables.top_trials(old).columns
     assert "test_acc" in tables.top_trials(trials).columns
-    assert "## Leaderboard" in summary.markdown(old, Spec(metric="test_acc"), "old")
+    assert "## Leaderboard" in summary.markdown(summary.build(old, Spec(metric="test_acc")), "old")
 
 
 def test_specs_are_read_from_config_yaml():
