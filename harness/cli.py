@@ -4,6 +4,8 @@
     python -m harness sweep experiments/grid.yaml --device cuda --out results/run2
     python -m harness sweep experiments/grid.yaml --dry-run  # every point, two batches
     python -m harness summary experiments/grid.yaml          # per-layer model summary
+    python -m harness compare results/run-a results/run-b    # each directory its own sweep
+    python -m harness report results/quickstart              # results/quickstart/report.html
 
 Exit codes: 0 the sweep finished (failed trials are results, not errors); 2 bad input,
 with one line on stderr naming the field, the value and the fix; 130 interrupted after
@@ -17,13 +19,10 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 from harness.config import Config, load_config
 from harness.errors import ConfigError, DataError
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -59,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     visdom.add_argument("--env-path", type=Path, default=Path("results/visdom"),
                         help="where saved environments live (default results/visdom)")
     visdom.set_defaults(func=_visdom)
-    compare = commands.add_parser("compare", help="comparison tables of one or more sweeps")
+    compare = commands.add_parser("compare", help="comparison tables of one or more sweeps, "
+                                  "each its own (the sweep column: its directory)")
     compare.add_argument("dirs", type=Path, nargs="+", metavar="DIR", help="results directory")
     compare.add_argument("--format", choices=["table", "csv", "md", "html"], default="table",
                          help="table (terminal), csv (the leaderboard), md or html")
@@ -125,51 +125,27 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    import pandas as pd
+    from harness import summary, tables
+    from harness.results import read_sweeps
 
-    from harness import tables
-    from harness.results import read_sweep
-
-    sweeps = [read_sweep(d) for d in args.dirs]
-    if len({s.maximize for s in sweeps}) > 1:
-        raise ConfigError("compare: the sweeps optimize in opposite directions; compare "
-                          "sweeps with the same objective")
-    trials = sweeps[0].trials
-    title = sweeps[0].name
-    if len(sweeps) > 1:
-        trials = pd.concat([s.trials.assign(sweep=s.name) for s in sweeps],
-                           ignore_index=True)
-        title = " vs ".join(s.name for s in sweeps)
-    maximize = sweeps[0].maximize
+    sweep = read_sweeps(args.dirs)
+    trials, spec = sweep.trials, sweep.spec
     if args.format == "csv":
-        print(tables.leaderboard(trials, maximize).to_csv(index=False), end="")
-    elif args.format == "md":
-        print(tables.summary_markdown(trials, maximize, title))
+        warning = summary.warning(spec)
+        if warning:  # the table itself has no room for it
+            print(f"harness: {warning}", file=sys.stderr)
+        print(tables.leaderboard(trials, spec).to_csv(index=False), end="")
+        return EXIT_OK
+    comparison = summary.build(trials, spec)
+    if args.format == "md":
+        print(summary.markdown(comparison, sweep.name))
     elif args.format == "html":
         from harness.report import render
 
-        history = pd.concat([s.history for s in sweeps], ignore_index=True)
-        print(render(trials, history, maximize, title))
+        print(render(comparison, sweep.history, sweep.name))
     else:
-        _print_tables(trials, maximize, title)
+        print(summary.text(comparison, sweep.name))
     return EXIT_OK
-
-
-def _print_tables(trials: pd.DataFrame, maximize: bool, title: str) -> None:
-    import pandas as pd
-
-    from harness import tables
-
-    board = tables.leaderboard(trials, maximize)
-    sections = [("leaderboard", board), ("best per optimizer", tables.by_optimizer(board)),
-                ("seeds: Welch's t-test against the leader", tables.seed_tests(trials, maximize)),
-                ("failed and pruned", tables.failures(trials))]
-    print(f"{title}: {tables.state_counts(trials)}")
-    with pd.option_context("display.width", 160, "display.max_columns", 30,
-                           "display.float_format", "{:.4g}".format):
-        for heading, table in sections:
-            if not table.empty:
-                print(f"\n{heading}\n{table.to_string(index=False, na_rep='-')}")
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -177,7 +153,7 @@ def _report(args: argparse.Namespace) -> int:
     from harness.results import read_sweep
 
     sweep = read_sweep(args.dir)
-    path = write_report(args.dir, sweep.trials, sweep.history, sweep.maximize, sweep.name)
+    path = write_report(args.dir, sweep.trials, sweep.history, sweep.spec, sweep.name)
     print(f"report: {path}")
     return EXIT_OK
 

@@ -12,103 +12,151 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from harness import tables  # noqa: E402
+from harness import slices, summary, tables  # noqa: E402
 from harness.files import atomic_write_text  # noqa: E402
+from harness.summary import Comparison, Section  # noqa: E402
+from harness.tables import Spec  # noqa: E402
 
 TOP = 5  # learning curves of the top trials
+MAX_ROWS = 40  # of any table in the page
+MAX_HEATMAPS = 12
 STYLE = """body{font-family:sans-serif;margin:2em;max-width:1200px;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:1em 0}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f3f3f3}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
-img{max-width:100%}.note{color:#555}"""
+img{max-width:100%}.note{color:#555}
+.warning{background:#fff3cd;border:1px solid #e0c060;padding:.6em 1em;font-weight:bold}"""
 
 
-def write_report(out: Path, trials: pd.DataFrame, history: pd.DataFrame, maximize: bool,
+def write_report(out: Path, trials: pd.DataFrame, history: pd.DataFrame, spec: Spec,
                  title: str) -> Path:
     path = out / "report.html"
-    atomic_write_text(path, render(trials, history, maximize, title))
+    atomic_write_text(path, render(summary.build(trials, spec), history, title))
     return path
 
 
-def render(trials: pd.DataFrame, history: pd.DataFrame, maximize: bool, title: str) -> str:
-    board = tables.leaderboard(trials, maximize)
-    sections = [f"<h1>{html.escape(title)}</h1>",
-                f"<p>{html.escape(tables.state_counts(trials))}</p>"]
-    if not board.empty:
-        sections += ["<h2>Leaderboard</h2>", _table(board.head(20)),
-                     "<p class=note>mean and 95% confidence interval of the objective over "
-                     "seeds; n = seeds that completed.</p>"]
-        sections += ["<h2>Learning curves of the top trials</h2>",
-                     _img(_curves(trials, history, maximize))]
-        sections += ["<h2>Objective by learning rate and batch size</h2>",
-                     _img(_heatmaps(tables.pivots(trials)))]
-        sections += ["<h2>Objective against each hyperparameter</h2>",
-                     _img(_slices(trials))]
-    seeds = tables.seed_tests(trials, maximize)
-    if not seeds.empty:
-        sections += ["<h2>Is the difference real? Welch's t-test against the leader</h2>",
-                     _table(seeds), "<p class=note>worse = significantly worse than the "
-                     f"leader at p &lt; {tables.ALPHA}.</p>"]
-    bad = tables.failures(trials)
-    if not bad.empty:
-        sections += ["<h2>Failed and pruned trials</h2>", _table(bad)]
-    body = "\n".join(sections)
+def render(c: Comparison, history: pd.DataFrame, title: str) -> str:
+    warning = summary.warning(c.spec)
+    body = [f"<h1>{html.escape(title)}</h1>"]
+    body += [f"<p class={'warning' if line == warning else 'answer'}>{html.escape(line)}</p>"
+             for line in summary.headline(c)]
+    for section in summary.sections(c):
+        body += _section(section)
+        if section.heading == "Leaderboard" and not c.board.empty:
+            body += ["<h2>Learning curves of the top trials</h2>",
+                     _img(curves(c.trials, history, c.spec))]
+        if section.heading == "By hyperparameter value":
+            body += ["<h2>Objective against each hyperparameter</h2>",
+                     "<p class=note>Every trial; failed and pruned ones as red crosses at "
+                     "the bottom; ranges binned (n trials per bin).</p>",
+                     _img(_slices(c.trials, c.spec))]
+    if c.pivots:
+        body += ["<h2>Objective by learning rate and batch size</h2>",
+                 _img(_heatmaps(c.pivots[:MAX_HEATMAPS]))]
+    text = "\n".join(body)
     return (f"<!doctype html>\n<html><head><meta charset=utf-8><title>{html.escape(title)}"
-            f"</title><style>{STYLE}</style></head><body>\n{body}\n</body></html>\n")
+            f"</title><style>{STYLE}</style></head><body>\n{text}\n</body></html>\n")
 
 
-def _curves(trials: pd.DataFrame, history: pd.DataFrame, maximize: bool) -> plt.Figure:
-    top = tables.top_trials(trials, TOP, maximize)
+def _section(section: Section) -> list[str]:
+    table = summary.display(section.table.head(MAX_ROWS))
+    parts = [f"<h2>{html.escape(section.heading)}</h2>"]
+    if not table.empty:
+        parts += [f"<p class=note>{html.escape(section.caption)}</p>"] if section.caption else []
+        parts += [table.to_html(index=section.index, border=0)]
+    if len(section.table) > MAX_ROWS:
+        parts.append(f"<p class=note>and {len(section.table) - MAX_ROWS} more rows "
+                     "(tables/*.csv)</p>")
+    if section.notes:
+        parts.append("<p class=note>" + "<br>".join(html.escape(n) for n in section.notes)
+                     + "</p>")
+    return parts
+
+
+def curves(trials: pd.DataFrame, history: pd.DataFrame, spec: Spec) -> plt.Figure:
+    """The objective's metric (test accuracy in results without it) and the train loss
+    per epoch; a curve is labelled with its sweep when several are compared."""
+    top = tables.top_trials(trials, TOP, spec.maximize)
     top = top[top["state"] == "COMPLETE"]
-    fig, (acc, loss) = plt.subplots(1, 2, figsize=(12, 4))
-    for run in top["run"]:
-        rows = history[history["run"] == run]
-        acc.plot(rows["epoch"], rows["test_acc"], marker="o", label=run)
-        loss.plot(rows["epoch"], rows["train_loss"], marker="o", label=run)
-    for ax in (acc, loss):
+    metric = spec.metric if spec.metric in history.columns else "test_acc"
+    fig, (left, loss) = plt.subplots(1, 2, figsize=(12, 4))
+    for _, trial in top.iterrows():
+        rows = history[history["run"] == trial["run"]]
+        label = trial["run"]
+        if "sweep" in top.columns:
+            rows = rows[rows["sweep"] == trial["sweep"]]
+            label = f"{trial['sweep']}: {trial['run']}"
+        left.plot(rows["epoch"], rows[metric], marker="o", label=label)
+        loss.plot(rows["epoch"], rows["train_loss"], marker="o", label=label)
+    for ax in (left, loss):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    acc.set(xlabel="epoch", ylabel="test accuracy", title="test accuracy")
+    left.set(xlabel="epoch", ylabel=metric, title=metric)
+    if metric.endswith("_loss"):
+        left.set_yscale("log")
     loss.set(xlabel="epoch", ylabel="train loss", title="train loss", yscale="log")
-    acc.legend(fontsize=8)
+    left.legend(fontsize=8)
     return fig
 
 
-def _heatmaps(pivots: dict[str, pd.DataFrame]) -> plt.Figure:
-    fig, axes = plt.subplots(1, max(len(pivots), 1), figsize=(4.5 * max(len(pivots), 1), 3.8),
-                             squeeze=False)
-    for ax, (name, pivot) in zip(axes[0], pivots.items(), strict=False):
-        image = ax.imshow(pivot.to_numpy(), cmap="viridis", aspect="auto")
-        ax.set_xticks(range(len(pivot.columns)), [str(c) for c in pivot.columns])
-        ax.set_yticks(range(len(pivot.index)), [f"{i:g}" for i in pivot.index])
-        ax.set(title=name, xlabel="batch size", ylabel="lr")
-        middle = (pivot.max().max() + pivot.min().min()) / 2
-        for (i, j), value in pd.DataFrame(pivot.to_numpy()).stack().items():
-            ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=9,
-                    color="black" if value > middle else "white")
+def _heatmaps(pivots: list[slices.Pivot]) -> plt.Figure:
+    """Mean objective per cell; cells where no seed completed are grey and say why."""
+    width = min(len(pivots), 3)
+    height = -(-len(pivots) // width)
+    fig, axes = plt.subplots(height, width, figsize=(5 * width, 3.8 * height), squeeze=False)
+    for ax in axes.flat[len(pivots):]:
+        ax.axis("off")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="white")
+    for ax, pivot in zip(axes.flat, pivots, strict=False):
+        values = np.ma.masked_invalid(pivot.mean.to_numpy(dtype=float))
+        image = ax.imshow(values, cmap=cmap, aspect="auto")
+        failed = values.mask & (pivot.cells.to_numpy() != "")
+        ax.imshow(np.ma.masked_where(~failed, np.ones(failed.shape)), aspect="auto",
+                  cmap=ListedColormap(["#cccccc"]))
+        ax.set_xticks(range(len(pivot.mean.columns)), list(pivot.mean.columns))
+        ax.set_yticks(range(len(pivot.mean.index)), list(pivot.mean.index))
+        ax.set(title=pivot.title, xlabel="batch size", ylabel="lr")
+        middle = (values.max() + values.min()) / 2 if values.count() else 0
+        for (i, j), cell in np.ndenumerate(pivot.cells.to_numpy()):
+            dark = values.mask[i, j] or values[i, j] > middle
+            ax.text(j, i, cell.replace(" (", "\n("), ha="center", va="center", fontsize=8,
+                    color="black" if dark else "white")
         fig.colorbar(image, ax=ax)
     fig.tight_layout()
     return fig
 
 
-def _slices(trials: pd.DataFrame) -> plt.Figure:
-    done = trials[trials["state"] == "COMPLETE"]
-    columns = [c for c in ("lr", "batch_size", "optimizer", "momentum", "weight_decay")
-               if done[c].nunique() > 1] or ["lr"]
-    fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3.5), squeeze=False)
+def _slices(trials: pd.DataFrame, spec: Spec) -> plt.Figure:
+    """Each trial's objective against each varied hyperparameter's value (or bin)."""
+    keys = [k for k in tables.config_columns(trials, spec) if k != "sweep"]
+    columns = [k for k in keys if trials[k].nunique() > 1] or ["lr"]
+    fig, axes = plt.subplots(1, len(columns), figsize=(4.5 * len(columns), 3.8),
+                             squeeze=False)
+    done = trials["state"] == "COMPLETE"
+    values = trials.loc[done, "value"]
+    floor = values.min() - 0.05 * ((values.max() - values.min()) or 1) if done.any() else 0
+    sweeps = trials["sweep"] if "sweep" in trials.columns else pd.Series("", trials.index)
+    jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(trials))
     for ax, column in zip(axes[0], columns, strict=True):
-        if done[column].dtype == object:
-            names = sorted(done[column].unique())
-            x = done[column].map({n: i for i, n in enumerate(names)})
-            ax.set_xticks(range(len(names)), names)
-        else:
-            x = done[column]
-            if column in ("lr", "weight_decay") and (x > 0).all():
-                ax.set_xscale("log")
-        ax.scatter(x, done["value"], alpha=0.7)
-        ax.set(xlabel=column, ylabel="objective")
+        labels, _ = slices.axis(trials, column, spec)
+        x = labels.cat.codes.to_numpy() + jitter
+        for name in sweeps.unique():
+            mine = (sweeps == name).to_numpy() & done.to_numpy()
+            ax.scatter(x[mine], trials["value"][mine], alpha=0.7, label=name or None)
+        bad = ~done.to_numpy()
+        if bad.any():
+            ax.scatter(x[bad], np.full(bad.sum(), floor), marker="x", color="red",
+                       label="failed / pruned")
+        n = labels.value_counts(sort=False)
+        ax.set_xticks(range(len(n)), [f"{c}\nn={k}" for c, k in n.items()], rotation=30,
+                      ha="right", fontsize=8)
+        ax.set(xlabel=column, ylabel=spec.metric)
+    if len(sweeps.unique()) > 1 or (~done).any():
+        axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -119,9 +167,3 @@ def _img(fig: plt.Figure) -> str:
     plt.close(fig)
     data = base64.b64encode(buffer.getvalue()).decode()
     return f'<img alt="plot" src="data:image/png;base64,{data}">'
-
-
-def _table(frame: pd.DataFrame) -> str:
-    """An HTML table; a missing value (one seed has no std or interval) shows as a dash."""
-    return frame.to_html(index=False, border=0, float_format=lambda v: f"{v:.4g}",
-                         na_rep="\u2013")

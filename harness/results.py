@@ -7,6 +7,7 @@ and with the study, and can be rebuilt on any machine that reaches the storage.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pandas as pd
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from harness import tables
+from harness import summary, tables
 from harness.config import ConfigError
 from harness.files import atomic_write_csv, atomic_write_text
 from harness.search import latest_attempts
@@ -66,20 +67,30 @@ def write_results(out: Path, trials: list[FrozenTrial], model: dict[str, int]) -
 
 def write_tables(out: Path, trials: pd.DataFrame, maximize: bool, title: str,
                  importance: pd.DataFrame | None = None) -> None:
-    """tables/*.csv and summary.md, rebuilt from trials.csv."""
-    board = tables.leaderboard(trials, maximize)
-    frames = {"leaderboard": board, "by_optimizer": tables.by_optimizer(board),
-              "marginals": tables.marginals(trials, maximize),
-              "seeds": tables.seed_tests(trials, maximize),
-              "failures": tables.failures(trials)}
-    for name, pivot in tables.pivots(trials).items():
-        frames[f"pivot_{name}"] = pivot.reset_index()
+    """tables/*.csv and summary.md, rebuilt from trials.csv and the sweep's config.yaml
+    (the objective's metric and which hyperparameters were searched, and how)."""
+    spec = dataclasses.replace(_spec(out), maximize=maximize)
+    c = summary.build(trials, spec, importance)
+    frames = {"leaderboard": c.board, "by_optimizer": c.by_optimizer,
+              "marginals": c.marginals, "failures": c.failures}
+    for pivot in c.pivots:
+        frames[f"pivot_{pivot.name}"] = pivot.cells.reset_index().assign(
+            averaged_over=pivot.over)
     if importance is not None:
         frames["importance"] = importance
     for name, frame in frames.items():
         atomic_write_csv(out / "tables" / f"{name}.csv", frame)
-    atomic_write_text(out / "summary.md",
-                      tables.summary_markdown(trials, maximize, title, importance))
+    for stale in [*(out / "tables").glob("pivot_*.csv"), out / "tables" / "seeds.csv"]:
+        if stale.stem not in frames:  # a pivot no longer split that way, an old table
+            stale.unlink(missing_ok=True)
+    atomic_write_text(out / "summary.md", summary.markdown(c, title))
+
+
+def _spec(out: Path) -> tables.Spec:
+    try:
+        return tables.Spec.from_config(yaml.safe_load((out / "config.yaml").read_text()))
+    except (OSError, yaml.YAMLError, AttributeError):
+        return tables.Spec()
 
 
 def importance(study: optuna.Study) -> pd.DataFrame | None:
@@ -96,14 +107,15 @@ def importance(study: optuna.Study) -> pd.DataFrame | None:
 
 @dataclass(frozen=True)
 class SavedSweep:
-    name: str
-    trials: pd.DataFrame
-    history: pd.DataFrame
-    maximize: bool
+    name: str  # the title: the config's name, or the sweeps' labels
+    trials: pd.DataFrame  # with a `sweep` column (each directory's label) when several
+    history: pd.DataFrame  # likewise
+    spec: tables.Spec
 
 
 def read_sweep(out: Path) -> SavedSweep:
-    """A finished or running sweep's files, for compare and report."""
+    """A finished or running sweep's files, for compare and report; results written by
+    earlier versions too (a best_test_acc column and no validation)."""
     try:
         trials = pd.read_csv(out / "trials.csv", keep_default_na=True)
         history = pd.read_csv(out / "history.csv")
@@ -112,9 +124,53 @@ def read_sweep(out: Path) -> SavedSweep:
         reason = getattr(err, "strerror", None) or type(err).__name__
         raise ConfigError(f"{out}: not a readable results directory ({reason}); give the "
                           "directory a sweep wrote, such as results/quickstart") from None
-    direction = config.get("objective", {}).get("direction", "maximize")
+    if not isinstance(config, dict):
+        raise ConfigError(f"{out}/config.yaml: not a harness config; give the directory a "
+                          "sweep wrote, such as results/quickstart")
     trials["error"] = trials["error"].fillna("")
-    return SavedSweep(config.get("name", out.name), trials, history, direction == "maximize")
+    return SavedSweep(config.get("name", out.name), trials, history,
+                      tables.Spec.from_config(config))
+
+
+def read_sweeps(dirs: list[Path]) -> SavedSweep:
+    """Several sweeps as one comparison: every directory stays its own sweep, labelled
+    by its path's last parts (as many as make the labels unique), never pooled."""
+    sweeps = [read_sweep(d) for d in dirs]
+    if len(sweeps) == 1:
+        return sweeps[0]
+    labels = sweep_labels(dirs)
+    for field, what in (("maximize", "optimize in opposite directions"),
+                        ("metric", "select on different objectives")):
+        values = {getattr(s.spec, field) for s in sweeps}
+        if len(values) > 1:
+            shown = ", ".join(f"{label}: {getattr(s.spec, field)}"
+                              for label, s in zip(labels, sweeps, strict=True))
+            raise ConfigError(f"compare: the sweeps {what} ({shown}); compare sweeps "
+                              "with the same objective")
+    return SavedSweep(" vs ".join(labels),
+                      pd.concat([s.trials.assign(sweep=lab) for lab, s in
+                                 zip(labels, sweeps, strict=True)], ignore_index=True),
+                      pd.concat([s.history.assign(sweep=lab) for lab, s in
+                                 zip(labels, sweeps, strict=True)], ignore_index=True),
+                      tables.merge_specs([s.spec for s in sweeps]))
+
+
+def sweep_labels(dirs: list[Path]) -> list[str]:
+    """'quick' and 'other', or 'a/quick' and 'b/quick' when two end alike."""
+    paths = [d.resolve() for d in dirs]
+    for path in paths:
+        if paths.count(path) > 1:
+            raise ConfigError(f"compare: {path} is given twice; name each results "
+                              "directory once")
+    depth = [1] * len(paths)
+    while True:
+        labels = [str(p) if k >= len(p.parts) else "/".join(p.parts[-k:])
+                  for p, k in zip(paths, depth, strict=True)]
+        clashes = [i for i, label in enumerate(labels) if labels.count(label) > 1]
+        if not clashes:
+            return labels
+        for i in clashes:
+            depth[i] += 1
 
 
 def _trial_row(t: FrozenTrial, model: dict[str, int]) -> dict[str, Any]:

@@ -1,28 +1,67 @@
 """Comparison tables from trials.csv: pure pandas, no I/O.
 
 A configuration is one set of hyperparameters; its trials are its seeds. Only COMPLETE
-trials count towards an objective; FAIL and PRUNED ones are in `failures`.
+trials count towards an objective; FAIL and PRUNED ones are counted next to every mean
+and listed in `failures`. Rows of different sweeps (the `sweep` column that `compare`
+adds) are never pooled.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-import numpy as np
 import pandas as pd
-from scipy.special import stdtr, stdtrit  # Student's t; scipy.stats costs 1 s to import
+
+from harness import stats
 
 HPARAMS = ["optimizer", "lr", "batch_size", "momentum", "weight_decay"]
-TOP_COLUMNS = ["run", "state", "optimizer", "lr", "batch_size", "seed", "val_acc", "test_acc",
-               "best_epoch", "final_test_loss", "duration_s"]
-ALPHA = 0.05  # significance level of the seed comparison
+CORE = ["optimizer", "lr", "batch_size"]  # always shown, searched or not
+LOG_SCALE = {"lr", "weight_decay", "batch_size"}  # binned on a log scale unless told
+MAX_LEVELS = 12  # more distinct values than this, and a number is binned as continuous
+EXTRAS = ("best_epoch", "duration_s")  # means over COMPLETE seeds, after the tests
+TEST_COLUMNS = ("test_acc", "best_test_acc")  # the reported test metric; the 2nd: old results
+TOP_COLUMNS = ["sweep", "run", "state", "optimizer", "lr", "batch_size", "seed", "value",
+               "test_acc", "best_epoch", "final_test_loss", "duration_s"]
+ALPHA = stats.ALPHA
 
 
-def top_trials(trials: pd.DataFrame, k: int = 5, maximize: bool = True) -> pd.DataFrame:
-    """The k best trials by the objective (`value`), failed and pruned ones last."""
-    ranked = trials.assign(_complete=trials["state"] == "COMPLETE").sort_values(
-        ["_complete", "value"], ascending=[False, not maximize], na_position="last")
-    return ranked[TOP_COLUMNS].head(k).reset_index(drop=True)
+@dataclass(frozen=True)
+class Spec:
+    """What the tables need beyond trials.csv; from the sweep's config.yaml."""
+    maximize: bool = True  # the objective's direction
+    metric: str = "val_acc"  # objective.metric: what `value` holds
+    searched: tuple[str, ...] = ()  # search.space's keys; those that vary are added
+    continuous: Mapping[str, bool] = field(default_factory=dict)  # ranges: name -> log
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Spec:
+        """From a config.yaml as written by this or an earlier version (whose objective
+        was always a test metric)."""
+        objective = config.get("objective") or {}
+        space = (config.get("search") or {}).get("space") or {}
+        return cls(maximize=objective.get("direction", "maximize") == "maximize",
+                   metric=objective.get("metric", "test_acc"), searched=tuple(space),
+                   continuous={k: bool(v.get("log")) for k, v in space.items()
+                               if isinstance(v, Mapping)})
+
+    @property
+    def test_selected(self) -> bool:
+        return self.metric.startswith("test_")
+
+
+DEFAULT = Spec()  # no config.yaml: maximize val_acc, the varying hyperparameters
+
+
+def merge_specs(specs: list[Spec]) -> Spec:
+    """One spec for several sweeps that share an objective."""
+    continuous: dict[str, bool] = {}
+    for spec in specs:
+        continuous.update(spec.continuous)
+    searched = tuple(dict.fromkeys(k for spec in specs for k in spec.searched))
+    return Spec(specs[0].maximize, specs[0].metric, searched, continuous)
 
 
 def state_counts(trials: pd.DataFrame) -> str:
@@ -32,113 +71,120 @@ def state_counts(trials: pd.DataFrame) -> str:
     return f"{len(trials)} trials: " + ", ".join(parts) if parts else "0 trials"
 
 
-def config_columns(trials: pd.DataFrame) -> list[str]:
-    """The columns that identify a configuration: optimizer, lr and batch size, any other
-    hyperparameter that varies, and `sweep` when several sweeps are merged."""
-    core = ["optimizer", "lr", "batch_size"]
-    varying = [c for c in HPARAMS if c not in core and trials[c].nunique() > 1]
-    return [c for c in ("sweep", *core, *varying) if c in trials.columns]
+def top_trials(trials: pd.DataFrame, k: int = 5, maximize: bool = True) -> pd.DataFrame:
+    """The k best trials by the objective (`value`), failed and pruned ones last."""
+    ranked = trials.assign(_complete=trials["state"] == "COMPLETE").sort_values(
+        ["_complete", "value"], ascending=[False, not maximize], na_position="last")
+    test = test_column(trials)
+    columns = [test if c == "test_acc" else c for c in TOP_COLUMNS]
+    return ranked[[c for c in columns if c in trials.columns]].head(k).reset_index(drop=True)
 
 
-def leaderboard(trials: pd.DataFrame, maximize: bool = True) -> pd.DataFrame:
-    """Every configuration with a COMPLETE trial, ranked by the objective's mean over
-    seeds: n, mean, std, the 95% confidence interval (Student's t), mean best epoch and
-    mean trial time. With one seed, std and the interval are NaN: there is no spread."""
-    done = trials[trials["state"] == "COMPLETE"]
-    keys = config_columns(trials)
-    if done.empty:
-        return pd.DataFrame(columns=["rank", *keys, "n", "mean", "std", "ci95_low",
-                                     "ci95_high", "best_epoch", "duration_s"])
-    grouped = done.groupby(keys, dropna=False)
-    table = grouped["value"].agg(n="count", mean="mean", std="std").reset_index()
-    half = [_ci_half_width(s, n) for s, n in zip(table["std"], table["n"], strict=True)]
-    table["ci95_low"] = table["mean"] - half
-    table["ci95_high"] = table["mean"] + half
-    table["best_epoch"] = grouped["best_epoch"].mean().to_numpy()
-    table["duration_s"] = grouped["duration_s"].mean().to_numpy()
-    table = table.sort_values("mean", ascending=not maximize, kind="stable")
-    table.insert(0, "rank", range(1, len(table) + 1))
-    return table.reset_index(drop=True)
+def test_column(trials: pd.DataFrame) -> str | None:
+    """trials.csv's test accuracy at the selected epoch; old results have only the
+    maximum over epochs (best_test_acc), shown under its own name."""
+    return next((c for c in TEST_COLUMNS if c in trials.columns), None)
 
 
-def by_optimizer(board: pd.DataFrame) -> pd.DataFrame:
-    """The best configuration of each optimizer, best first."""
-    return board.drop_duplicates("optimizer", keep="first").reset_index(drop=True)
+def config_columns(trials: pd.DataFrame, spec: Spec = DEFAULT) -> list[str]:
+    """The columns that identify a configuration: `sweep` when several are compared,
+    optimizer, lr and batch size, and every other hyperparameter searched or varying."""
+    extra = [c for c in HPARAMS if c not in CORE and c in trials.columns
+             and (c in spec.searched or trials[c].nunique(dropna=False) > 1)]
+    return [c for c in ("sweep", *CORE, *extra) if c in trials.columns]
 
 
-def pivots(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Per optimizer: mean objective over seeds, lr down the rows, batch size across."""
-    done = trials[trials["state"] == "COMPLETE"]
-    return {
-        name: group.pivot_table(index="lr", columns="batch_size", values="value",
-                                aggfunc="mean").sort_index()
-        for name, group in done.groupby("optimizer")
-    }
-
-
-def marginals(trials: pd.DataFrame, maximize: bool = True) -> pd.DataFrame:
-    """The objective by each hyperparameter value, over all other settings and seeds;
-    `best` is the highest value, or the lowest when the objective is minimized."""
-    done = trials[trials["state"] == "COMPLETE"]
+def configurations(trials: pd.DataFrame, spec: Spec = DEFAULT) -> pd.DataFrame:
+    """One row per configuration, ranked or not: counts of COMPLETE (n), FAIL and
+    PRUNED seeds, the objective's mean, std and 95% interval over the COMPLETE ones
+    (clipped to the metric's range), the test accuracy's mean and std, and `values`."""
+    keys = config_columns(trials, spec)
+    test = test_column(trials)
+    bounds = stats.metric_range(spec.metric)
     rows = []
-    for column in HPARAMS:
-        if done[column].nunique() < 2:
-            continue  # not searched: nothing to compare
-        for value, group in done.groupby(column):
-            rows.append({"hparam": column, "value": value, "n": len(group),
-                         "mean": group["value"].mean(), "std": group["value"].std(),
-                         "best": group["value"].max() if maximize
-                         else group["value"].min()})
-    return pd.DataFrame(rows, columns=["hparam", "value", "n", "mean", "std", "best"])
+    for key, group in trials.groupby(keys, dropna=False, sort=True):
+        done = group[group["state"] == "COMPLETE"]
+        values = done["value"].to_numpy(dtype=float)
+        low, high = stats.t_interval(values, bounds)
+        row = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
+        row |= counts(group) | {"mean": values.mean() if len(values) else math.nan,
+                                "std": values.std(ddof=1) if len(values) > 1 else math.nan,
+                                "ci95_low": low, "ci95_high": high}
+        if test:
+            row |= {f"{test}_mean": done[test].mean(), f"{test}_std": done[test].std()}
+        row |= {c: done[c].mean() for c in EXTRAS if c in done}
+        rows.append(row | {"values": values})
+    return pd.DataFrame(rows, columns=[*_columns(trials, spec), "values"])
 
 
-def seed_tests(trials: pd.DataFrame, maximize: bool = True) -> pd.DataFrame:
-    """Each configuration with two or more seeds against the leader: Welch's t-test on
-    the objective, `worse` when it is significantly worse at p < 0.05 (two-sided)."""
-    keys = config_columns(trials)
-    done = trials[trials["state"] == "COMPLETE"]
-    groups = [(dict(zip(keys, key, strict=True)), g["value"].to_numpy())
-              for key, g in done.groupby(keys, dropna=False) if len(g) >= 2]
-    columns = [*keys, "n", "mean", "std", "diff", "t", "p", "worse"]
-    if not groups:
-        return pd.DataFrame(columns=columns)
-    groups.sort(key=lambda group: float(np.mean(group[1])), reverse=maximize)
-    leader = groups[0][1]
-    rows = []
-    for setting, values in groups:
-        t, p = welch(values, leader)
-        diff = float(np.mean(values) - np.mean(leader))
-        worse = bool(p < ALPHA and (diff < 0 if maximize else diff > 0))
-        rows.append({**setting, "n": len(values), "mean": float(np.mean(values)),
-                     "std": float(np.std(values, ddof=1)), "diff": diff, "t": t, "p": p,
-                     "worse": worse})
-    return pd.DataFrame(rows, columns=columns)
+def _columns(trials: pd.DataFrame, spec: Spec) -> list[str]:
+    test = test_column(trials)
+    return [*config_columns(trials, spec), "n", "n_failed", "n_pruned", "mean", "std",
+            "ci95_low", "ci95_high", *([f"{test}_mean", f"{test}_std"] if test else []),
+            *[c for c in EXTRAS if c in trials.columns]]
 
 
-def failures(trials: pd.DataFrame) -> pd.DataFrame:
-    """FAIL and PRUNED trials counted by state and reason ('diverged', an exception)."""
-    bad = trials[trials["state"] != "COMPLETE"]
-    reasons = bad["error"].fillna("").astype(str).map(_reason)
-    table = bad.assign(reason=reasons).groupby(["state", "reason"]).agg(
-        count=("run", "size"), runs=("run", lambda r: ", ".join(r)))
-    return table.reset_index().sort_values("count", ascending=False, kind="stable")
+def leaderboard(trials: pd.DataFrame, spec: Spec = DEFAULT,
+                configs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every configuration with a COMPLETE seed, ranked by the objective's mean over
+    them; rank 1 is the leader. Each other row with 2+ seeds is tested against the
+    leader (when it has 2+): Welch's t (p_vs_leader), Holm-adjusted over all rows tested
+    (p_holm), and tied_with_leader when p_holm >= 0.05. Blank where not tested.
+    `configs`: configurations(trials, spec), when already at hand."""
+    configs = configurations(trials, spec) if configs is None else configs
+    board = configs[configs["n"] > 0].sort_values("mean", ascending=not spec.maximize,
+                                                  kind="stable").reset_index(drop=True)
+    board.insert(0, "rank", range(1, len(board) + 1))
+    p = pd.Series(math.nan, index=board.index)
+    if len(board) > 1 and board.loc[0, "n"] >= 2:
+        leader = board.loc[0, "values"]
+        tested = board.index[(board.index > 0) & (board["n"] >= 2)]
+        p[tested] = [stats.welch(board.loc[i, "values"], leader)[1] for i in tested]
+    tested = p.notna()
+    board["p_vs_leader"] = p
+    board["p_holm"] = math.nan
+    board.loc[tested, "p_holm"] = stats.holm(p[tested].to_numpy())
+    board["tied_with_leader"] = pd.array([pd.NA] * len(board), dtype="boolean")
+    board.loc[tested, "tied_with_leader"] = board.loc[tested, "p_holm"] >= ALPHA
+    columns = _columns(trials, spec)
+    extras = [c for c in EXTRAS if c in columns]
+    return board[["rank", *[c for c in columns if c not in extras], "p_vs_leader", "p_holm",
+                  "tied_with_leader", *extras]]
 
 
-def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Welch's unequal-variance t statistic of mean(a) - mean(b) and its two-sided
-    p-value; identical samples give (0, 1)."""
-    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
-    se = math.sqrt(va + vb)
-    diff = float(np.mean(a) - np.mean(b))
-    if se == 0:
-        return (0.0, 1.0) if diff == 0 else (math.copysign(math.inf, diff), 0.0)
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    t = diff / se
-    return t, float(2 * stdtr(df, -abs(t)))
+def by_optimizer(trials: pd.DataFrame, spec: Spec = DEFAULT,
+                 board: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The best configuration of each optimizer (of each sweep), best first, with how
+    many of the optimizer's trials failed or were pruned; an optimizer with no COMPLETE
+    trial is listed last with its counts. `board`: the leaderboard, when at hand."""
+    board = leaderboard(trials, spec) if board is None else board
+    keys = [c for c in ("sweep", "optimizer") if c in trials.columns]
+    best = board.drop_duplicates(keys, keep="first")
+    totals = trials.groupby(keys, dropna=False)["state"].agg(
+        optimizer_trials="size", optimizer_failed=lambda s: int((s == "FAIL").sum()),
+        optimizer_pruned=lambda s: int((s == "PRUNED").sum())).reset_index()
+    table = totals.merge(best, on=keys, how="left")
+    table = table.astype({c: "Int64" for c in ("rank", "n", "n_failed", "n_pruned")})
+    table = table.sort_values(["rank"], na_position="last", kind="stable")
+    front = [c for c in board.columns if c not in ("p_vs_leader", *EXTRAS)]
+    return table[front + list(totals.columns.drop(keys))].reset_index(drop=True)
 
 
-def _ci_half_width(std: float, n: int) -> float:
-    return float(stdtrit(n - 1, 0.975) * std / math.sqrt(n)) if n > 1 else math.nan
+def failures(trials: pd.DataFrame, spec: Spec = DEFAULT) -> pd.DataFrame:
+    """FAIL and PRUNED trials by configuration, state and reason ('diverged: ...', an
+    exception); `ranked` is false where no seed of the configuration completed, so it is
+    not on the leaderboard. Unranked configurations first, then the most frequent."""
+    keys = config_columns(trials, spec)
+    complete = trials.assign(_done=trials["state"] == "COMPLETE").groupby(
+        keys, dropna=False)["_done"].transform("any")
+    bad = trials[trials["state"] != "COMPLETE"].assign(
+        reason=lambda t: t["error"].fillna("").astype(str).map(_reason),
+        ranked=complete[trials["state"] != "COMPLETE"])
+    table = bad.groupby([*keys, "state", "reason", "ranked"], dropna=False).agg(
+        count=("run", "size"), runs=("run", ", ".join)).reset_index()
+    columns = [*keys, "state", "reason", "count", "ranked", "runs"]
+    return table.sort_values(["ranked", "count"], ascending=[True, False],
+                             kind="stable")[columns].reset_index(drop=True)
 
 
 def _reason(error: str) -> str:
@@ -148,29 +194,18 @@ def _reason(error: str) -> str:
     return error or "pruned"
 
 
-def summary_markdown(trials: pd.DataFrame, maximize: bool, title: str,
-                     importance: pd.DataFrame | None = None) -> str:
-    """summary.md: every table above as Markdown, with a one-line answer first."""
-    board = leaderboard(trials, maximize)
-    parts = [f"# {title}", "", state_counts(trials), ""]
-    if not board.empty:
-        best = board.iloc[0]
-        setting = ", ".join(f"{k}={best[k]}" for k in config_columns(trials))
-        spread = (f"95% CI {best['ci95_low']:.4f} to {best['ci95_high']:.4f}"
-                  if best["n"] > 1 else "one seed, so no confidence interval: add seeds "
-                  "to search.seeds to see whether the lead is bigger than seed noise")
-        parts += [f"Best configuration: {setting}: {best['mean']:.4f} "
-                  f"(n={best['n']}, {spread}).", ""]
-    sections = [("Leaderboard", board), ("Best per optimizer", by_optimizer(board)),
-                ("By hyperparameter value", marginals(trials, maximize)),
-                ("Seeds: Welch's t-test against the leader", seed_tests(trials, maximize)),
-                ("Failed and pruned trials", failures(trials))]
-    if importance is not None:
-        sections.append(("Hyperparameter importance (Optuna, fANOVA)", importance))
-    for heading, table in sections:
-        if not table.empty:
-            parts += [f"## {heading}", "", table.to_markdown(index=False, floatfmt=".4g"), ""]
-    for name, pivot in pivots(trials).items():
-        parts += [f"## {name}: objective by lr (rows) and batch size (columns)", "",
-                  pivot.to_markdown(floatfmt=".4f"), ""]
-    return "\n".join(parts)
+def as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Hyperparameter columns as unique labels, so no two values print alike."""
+    out = frame.copy()
+    for column in HPARAMS:
+        if column in out.columns and pd.api.types.is_float_dtype(out[column]):
+            names = stats.labels(out[column].dropna().tolist())
+            out[column] = out[column].map(names).astype(object)
+    return out
+
+
+def counts(group: pd.DataFrame) -> dict[str, Any]:
+    """n, n_failed, n_pruned of a group of trials."""
+    state = group["state"]
+    return {"n": int((state == "COMPLETE").sum()), "n_failed": int((state == "FAIL").sum()),
+            "n_pruned": int((state == "PRUNED").sum())}

@@ -2,37 +2,61 @@
 
 import io
 import re
+import shutil
+from html.parser import HTMLParser
 
 import pandas as pd
 import pytest
+import yaml
 from conftest import run_cli, small_config
 
-from harness.config import parse_config
+from harness.config import ConfigError, parse_config
+from harness.report import curves
+from harness.results import read_sweeps, sweep_labels
 from harness.sweep import SweepOptions, run_sweep
+
+SPACE = {"lr": [0.02, 1.0e6], "optimizer": ["sgd", "adam"]}  # lr 1e6 always diverges
+SEEDS = [0, 1]
 
 
 @pytest.fixture(scope="module")
 def sweeps(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweeps")
-    space = {"lr": [0.02, 1.0e6], "optimizer": ["sgd", "adam"]}
     for name in ("first", "second"):
-        raw = small_config(name=name, search={"space": space, "seeds": [0, 1]},
+        raw = small_config(name=name, search={"space": SPACE, "seeds": SEEDS},
                            data={"train_size": 128, "test_size": 64})
         run_sweep(parse_config(raw), SweepOptions(out=root / name, progress=False))
+    return root
+
+
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory):
+    """One config run twice, as a user would: the same name, two directories."""
+    root = tmp_path_factory.mktemp("twins")
+    raw = small_config(name="quick", search={"space": SPACE, "seeds": SEEDS},
+                       data={"train_size": 128, "test_size": 64}, train={"epochs": 1})
+    (root / "quick.yaml").write_text(yaml.safe_dump(raw))
+    for parent in ("a", "b"):
+        result = run_cli("sweep", "quick.yaml", "--out", f"{parent}/quick", "--quiet",
+                         cwd=root)
+        assert result.returncode == 0, result.stderr
     return root
 
 
 def test_a_sweep_writes_its_tables_and_summary(sweeps):
     out = sweeps / "first"
     names = {p.name for p in (out / "tables").iterdir()}
-    assert {"leaderboard.csv", "by_optimizer.csv", "marginals.csv", "seeds.csv",
-            "failures.csv", "pivot_adam.csv", "pivot_sgd.csv"} <= names
+    assert {"leaderboard.csv", "by_optimizer.csv", "marginals.csv", "failures.csv",
+            "pivot_adam.csv", "pivot_sgd.csv"} <= names
+    assert "seeds.csv" not in names  # its tests are the leaderboard's p columns
     board = pd.read_csv(out / "tables" / "leaderboard.csv")
     trials = pd.read_csv(out / "trials.csv")
     complete = trials[trials.state == "COMPLETE"]
     assert board["n"].sum() == len(complete)
     assert board["mean"].max() == pytest.approx(complete.groupby(["optimizer", "lr"])
                                                 ["value"].mean().max())
+    failures = pd.read_csv(out / "tables" / "failures.csv")
+    assert set(failures["lr"]) == {1.0e6} and not failures["ranked"].any()
     assert "## Leaderboard" in (out / "summary.md").read_text()
 
 
@@ -44,10 +68,10 @@ def test_report_is_one_self_contained_file(sweeps):
     sources = re.findall(r'src="([^"]*)"', text)
     assert len(sources) >= 3 and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "Leaderboard" in text and "Failed and pruned trials" in text
-    assert "Welch" in text
+    assert "Welch" in text and "Holm" in text
 
 
-def test_compare_merges_sweeps_that_share_configurations(sweeps):
+def test_compare_keeps_sweeps_with_different_names_apart(sweeps):
     result = run_cli("compare", str(sweeps / "first"), str(sweeps / "second"),
                      "--format", "csv", cwd=sweeps)
     assert result.returncode == 0, result.stderr
@@ -58,7 +82,135 @@ def test_compare_merges_sweeps_that_share_configurations(sweeps):
     assert board["rank"].tolist() == [1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("fmt, marker", [("table", "leaderboard"), ("md", "## Leaderboard"),
+def leaderboard_rows(fmt: str, stdout: str) -> pd.DataFrame:
+    """The leaderboard as compare printed it, in csv, md or html."""
+    if fmt == "csv":
+        return pd.read_csv(io.StringIO(stdout), dtype=str)
+    if fmt == "md":
+        section = stdout.split("## Leaderboard")[1].split("\n## ")[0]
+        lines = [line for line in section.splitlines() if line.startswith("|")]
+        cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+        return pd.DataFrame(cells[2:], columns=cells[0])
+    parser = _Tables()
+    parser.feed(stdout)
+    header, *rows = parser.tables["Leaderboard"]
+    return pd.DataFrame(rows, columns=header)
+
+
+class _Tables(HTMLParser):
+    """Every <table> of a page by the <h2> above it, as rows of cell texts."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.heading, self.row, self.text = {}, "", None, None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "h2":
+            self.text = ""
+        elif tag == "table":
+            self.tables[self.heading] = []
+        elif tag == "tr":
+            self.row = []
+        elif tag in ("td", "th"):
+            self.text = ""
+
+    def handle_data(self, data):
+        if self.text is not None:
+            self.text += data
+
+    def handle_endtag(self, tag):
+        if tag == "h2":
+            self.heading, self.text = self.text, None
+        elif tag in ("td", "th"):
+            self.row.append(self.text.strip())
+            self.text = None
+        elif tag == "tr":
+            self.tables[self.heading].append(self.row)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "md", "html"])
+def test_compare_of_one_config_run_twice_keeps_both_sweeps(twins, fmt):
+    one = pd.read_csv(twins / "a" / "quick" / "tables" / "leaderboard.csv")
+    result = run_cli("compare", "a/quick", "b/quick", "--format", fmt, cwd=twins)
+    assert result.returncode == 0, result.stderr
+    board = leaderboard_rows(fmt, result.stdout)
+    assert len(board) == 2 * len(one) == 4
+    assert sorted(set(board["sweep"])) == ["a/quick", "b/quick"]
+    assert board["n"].astype(int).eq(len(SEEDS)).all()  # never pooled: one sweep's seeds
+    assert board.groupby("sweep").size().eq(len(one)).all()
+    if fmt != "csv":
+        assert "# a/quick vs b/quick" in result.stdout or "a/quick vs b/quick</h1>" in \
+            result.stdout
+
+
+def test_compare_curves_carry_the_sweep(twins):
+    sweep = read_sweeps([twins / "a" / "quick", twins / "b" / "quick"])
+    figure = curves(sweep.trials, sweep.history, sweep.spec)
+    labels = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert {label.split(": ")[0] for label in labels} == {"a/quick", "b/quick"}
+    for line in figure.axes[0].get_lines():  # one point per epoch: one sweep's history
+        assert len(line.get_xdata()) == 1
+
+
+def test_compare_of_the_same_directory_twice_is_bad_input(twins):
+    result = run_cli("compare", "a/quick", "a/quick/", cwd=twins)
+    assert result.returncode == 2 and "given twice" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_sweep_labels_are_directory_names_made_unique(tmp_path):
+    paths = [tmp_path / "a" / "quick", tmp_path / "b" / "quick", tmp_path / "other"]
+    assert sweep_labels(paths) == ["a/quick", "b/quick", "other"]
+    nested = [tmp_path / "x" / "quick", tmp_path / "y" / "x" / "quick"]
+    assert sweep_labels(nested) == [f"{tmp_path.name}/x/quick", "y/x/quick"]
+
+
+def test_sweeps_that_select_on_different_metrics_are_not_compared(sweeps, tmp_path):
+    for name, metric in (("acc", "test_acc"), ("loss", "test_loss")):
+        shutil.copytree(sweeps / "first", tmp_path / name)
+        config = yaml.safe_load((tmp_path / name / "config.yaml").read_text())
+        config["objective"] = {"metric": metric, "direction": "maximize"}
+        (tmp_path / name / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match=r"different objectives \(acc: test_acc, loss: "
+                       r"test_loss\)"):
+        read_sweeps([tmp_path / "acc", tmp_path / "loss"])
+
+
+@pytest.fixture(scope="module")
+def old_results(sweeps, tmp_path_factory):
+    """A results directory as earlier versions wrote it: selected on test, a
+    best_test_acc column, no validation metrics."""
+    out = tmp_path_factory.mktemp("old") / "old"
+    shutil.copytree(sweeps / "first", out)
+    trials = pd.read_csv(out / "trials.csv")
+    test = trials["test_acc"] if "test_acc" in trials else trials["best_test_acc"]
+    trials = trials.drop(columns=[c for c in ("test_acc", "test_loss", "val_acc", "val_loss",
+                                              "best_test_acc") if c in trials])
+    trials.insert(trials.columns.get_loc("value") + 1, "best_test_acc", test)
+    trials.to_csv(out / "trials.csv", index=False)
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    config["objective"] = {"metric": "test_acc", "direction": "maximize"}
+    (out / "config.yaml").write_text(yaml.safe_dump(config))
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "md", "html"])
+def test_compare_shows_what_results_of_earlier_versions_have(old_results, fmt):
+    result = run_cli("compare", str(old_results), "--format", fmt, cwd=old_results)
+    assert result.returncode == 0, result.stderr
+    assert "best_test_acc_mean" in result.stdout
+    said = result.stderr if fmt == "csv" else result.stdout
+    assert "Selected on the test set" in said
+
+
+def test_report_of_earlier_results_says_selection_was_on_test(old_results):
+    result = run_cli("report", str(old_results), cwd=old_results)
+    assert result.returncode == 0, result.stderr
+    text = (old_results / "report.html").read_text()
+    assert "class=warning>Selected on the test set" in text
+
+
+@pytest.mark.parametrize("fmt, marker", [("table", "Leaderboard"), ("md", "## Leaderboard"),
                                          ("html", "<table")])
 def test_compare_formats(sweeps, fmt, marker):
     result = run_cli("compare", str(sweeps / "first"), "--format", fmt, cwd=sweeps)
