@@ -8,7 +8,7 @@ from harness.models import LeNet, build_optimizer
 from harness.train import evaluate, train_epoch
 from harness.trainers.fused_optim import FUSED_OPTIMIZERS
 from harness.trainers.population import Member, PopulationTrainer
-from harness.trainers.stacked import CONVS
+from harness.trainers.stacked import CONVS, StackedLeNet
 
 # Rounding differences between a grouped and a plain convolution grow over training;
 # float64 keeps them far below the tolerance, so a real difference shows.
@@ -179,3 +179,11 @@ def test_bad_arguments_are_refused_with_the_choices():
         PopulationTrainer(SGD_MEMBERS, "sgd", BATCH, "cpu", cuda_graph=True)
     with pytest.raises(ValueError, match="at least one member"):
         PopulationTrainer([], "sgd", BATCH, "cpu")
+    with pytest.raises(ValueError, match="buffers"):
+        StackedLeNet([torch.nn.BatchNorm2d(3)], torch.device("cpu"))
+
+
+def test_making_a_population_leaves_the_global_rng_as_it_was():
+    state = torch.get_rng_state()
+    PopulationTrainer(SGD_MEMBERS, "sgd", BATCH, "cpu")
+    assert torch.equal(state, torch.get_rng_state())

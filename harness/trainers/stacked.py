@@ -24,11 +24,12 @@ CONVS = ("grouped", "vmap")  # how the members' convolutions are batched
 
 def seeded_lenets(seeds: Sequence[int]) -> list[LeNet]:
     """One LeNet per seed, with the initial weights the single trainer draws
-    (`torch.manual_seed(seed); LeNet()`); the global RNG is left as it was."""
+    (`torch.manual_seed(seed); LeNet()`, built on the CPU); the global RNGs are left as
+    they were."""
     models = []
     with torch.random.fork_rng(devices=[]):
         for seed in seeds:
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)
             models.append(LeNet())
     return models
 
@@ -42,6 +43,8 @@ class StackedLeNet:
             raise ValueError(f"conv {conv!r}: choose one of {', '.join(CONVS)}")
         if not models:
             raise ValueError("a population needs at least one member")
+        if any(True for _ in models[0].buffers()):
+            raise ValueError("models with buffers (batch norm statistics) cannot be stacked")
         self.k, self.conv = len(models), conv
         named = list(models[0].named_parameters())
         self.shapes = {name: tuple(p.shape) for name, p in named}
