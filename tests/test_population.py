@@ -157,6 +157,23 @@ def test_a_population_of_one_in_float32_equals_the_single_trainer():
                         one_at_a_time("adam", member, torch.float32), tolerance=1e-5)
 
 
+def test_bf16_autocast_members_follow_their_autocast_trials():
+    (x, y), val, _ = digits(torch.float32)
+    members = SGD_MEMBERS[1::2]
+    trainer = PopulationTrainer(members, "sgd", BATCH, "cpu", amp=True)
+    stats, got = trainer.epoch(x, y), trainer.evaluate(*val)
+    for k, member in enumerate(members):
+        torch.manual_seed(member.seed)
+        model = LeNet()
+        opt = build_optimizer("sgd", model.parameters(), member.lr, member.momentum,
+                              member.weight_decay)
+        generator = torch.Generator().manual_seed(member.seed)
+        want = train_epoch(model, opt, x, y, BATCH, generator, amp=True)
+        val_loss, _ = evaluate(model, *val, 1000, amp=True)
+        assert stats.train_loss[k] == pytest.approx(want.loss, rel=1e-3)
+        assert got.loss[k] == pytest.approx(val_loss, rel=1e-3)
+
+
 def test_max_batches_cuts_every_members_epoch_short_as_train_epoch_does():
     (x, y), _, _ = digits()
     trainer = PopulationTrainer(SGD_MEMBERS[:2], "sgd", BATCH, "cpu", dtype=F64)
