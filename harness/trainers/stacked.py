@@ -1,0 +1,119 @@
+"""K LeNets as one model: stacked parameters and one forward pass for all members.
+
+The parameters live in one `[K, P]` tensor (`flat`), member k's row being its LeNet's
+parameters in `named_parameters()` order, so a vectorized optimizer updates all of them
+with a few ops; each layer's `[K, ...]` view of it is an autograd leaf. Convolutions run
+as one grouped convolution with the members as groups (what `torch.func.vmap`'s own conv
+rule does) or through `vmap` over `functional_call`; linear layers as `baddbmm`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from harness.models import LeNet
+
+CONVS = ("grouped", "vmap")  # how the members' convolutions are batched
+
+
+def seeded_lenets(seeds: Sequence[int]) -> list[LeNet]:
+    """One LeNet per seed, with the initial weights the single trainer draws
+    (`torch.manual_seed(seed); LeNet()`, built on the CPU); the global RNGs are left as
+    they were."""
+    models = []
+    with torch.random.fork_rng(devices=[]):
+        for seed in seeds:
+            torch.default_generator.manual_seed(seed)
+            models.append(LeNet())
+    return models
+
+
+class StackedLeNet:
+    """The members' parameters, stacked, and their forward passes, fused."""
+
+    def __init__(self, models: Sequence[nn.Module], device: torch.device,
+                 dtype: torch.dtype = torch.float32, conv: str = "grouped") -> None:
+        if conv not in CONVS:
+            raise ValueError(f"conv {conv!r}: choose one of {', '.join(CONVS)}")
+        if not models:
+            raise ValueError("a population needs at least one member")
+        if any(True for _ in models[0].buffers()):
+            raise ValueError("models with buffers (batch norm statistics) cannot be stacked")
+        self.k, self.conv = len(models), conv
+        named = list(models[0].named_parameters())
+        self.shapes = {name: tuple(p.shape) for name, p in named}
+        self.offsets = dict(zip(self.shapes, _starts(self.shapes.values()), strict=True))
+        self.flat = torch.stack([
+            torch.cat([p.detach().reshape(-1) for p in m.parameters()]) for m in models
+        ]).to(device=device, dtype=dtype)
+        # each layer's leaf is a view of flat: autograd sees it, the optimizer updates flat
+        self.params = {name: self._slice(self.flat, name).view(self.k, *shape).detach()
+                       .requires_grad_() for name, shape in self.shapes.items()}
+        self.template = copy.deepcopy(models[0]).to("meta")  # structure for functional_call
+
+    def gather(self, x: Tensor, idx: Tensor) -> Tensor:
+        """Each member's batch (`idx`: [K, b] rows of `x`) in the layout `forward` reads."""
+        if self.conv == "vmap":
+            return x[idx]  # [K, b, C, H, W]
+        batch = x[idx.t()]  # [b, K, C, H, W]: members as channel groups
+        return batch.reshape(batch.shape[0], -1, *batch.shape[3:])
+
+    def forward(self, batch: Tensor) -> Tensor:
+        """Logits [K, b, classes] of each member on its own batch (from `gather`)."""
+        if self.conv == "vmap":
+            return torch.func.vmap(self._one, in_dims=(0, 0))(self.params, batch)
+        return self._grouped(batch, shared=False)
+
+    def forward_shared(self, x: Tensor) -> Tensor:
+        """Logits [K, b, classes] of every member on the same inputs x ([b, C, H, W])."""
+        if self.conv == "vmap":
+            return torch.func.vmap(self._one, in_dims=(0, None))(self.params, x)
+        return self._grouped(x, shared=True)
+
+    def state_dicts(self, members: Sequence[int]) -> list[dict[str, Tensor]]:
+        """Plain LeNet state_dicts of the given members, on the CPU (one copy for all)."""
+        rows = self.flat[list(members)].detach().to("cpu")
+        return [{name: self._slice(row, name).view(shape).clone()
+                 for name, shape in self.shapes.items()} for row in rows]
+
+    def _slice(self, t: Tensor, name: str) -> Tensor:
+        """Parameter `name`'s columns of a [K, P] tensor (or of one [P] row)."""
+        start = self.offsets[name]
+        return t[..., start : start + math.prod(self.shapes[name])]
+
+    def _one(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
+        return torch.func.functional_call(self.template, params, (x,))
+
+    def _grouped(self, x: Tensor, shared: bool) -> Tensor:
+        """LeNet's forward with members as convolution groups. On shared inputs the
+        first convolution is an ordinary one with K times the output channels."""
+        p, k = self.params, self.k
+        h = _conv(x, p["conv1.weight"], p["conv1.bias"], groups=1 if shared else k)
+        h = F.max_pool2d(F.relu(h), 2)
+        h = _conv(h, p["conv2.weight"], p["conv2.bias"], groups=k)
+        h = F.max_pool2d(F.relu(h), 2)
+        h = h.reshape(h.shape[0], k, -1).transpose(0, 1)  # [K, b, features]
+        h = F.relu(_linear(h, p["fc1.weight"], p["fc1.bias"]))
+        h = F.relu(_linear(h, p["fc2.weight"], p["fc2.bias"]))
+        return _linear(h, p["fc3.weight"], p["fc3.bias"])
+
+
+def _conv(x: Tensor, weight: Tensor, bias: Tensor, groups: int) -> Tensor:
+    return F.conv2d(x, weight.reshape(-1, *weight.shape[2:]), bias.reshape(-1),
+                    groups=groups)
+
+
+def _linear(h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    return torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+
+
+def _starts(shapes: Iterable[tuple[int, ...]]) -> list[int]:
+    """Where each parameter starts in a member's row."""
+    sizes = [math.prod(shape) for shape in shapes]
+    return [sum(sizes[:i]) for i in range(len(sizes))]
