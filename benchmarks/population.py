@@ -169,7 +169,8 @@ def fused_row(members: list[Member], data: Data, args: argparse.Namespace,
     try:
         r = measure(lambda mb: run_fused(members, data, args, device, conv, graph, mb), device)
     except Exception as err:  # out of memory at large K is a result, not the end
-        return {**row, "note": f"{type(err).__name__}: {str(err).splitlines()[0][:120]}"}
+        first_line = (str(err).splitlines() or [""])[0]
+        return {**row, "note": f"{type(err).__name__}: {first_line[:120]}"}
     finally:
         if device.type == "cuda":
             torch.cuda.empty_cache()
