@@ -1,13 +1,14 @@
 """Command line: argument parsing and exit codes, nothing else.
 
     python -m harness sweep experiments/quickstart.yaml     # run or resume a sweep
+    python -m harness sweep grid.yaml                        # the same as experiments/grid.yaml
     python -m harness sweep experiments/grid.yaml --device cuda --out results/run2
     python -m harness sweep experiments/grid.yaml --dry-run  # every point, two batches
     python -m harness summary experiments/grid.yaml          # per-layer model summary
 
 Exit codes: 0 the sweep finished (failed trials are results, not errors); 2 bad input,
-with one line on stderr naming the field, the value and the fix; 130 interrupted after
-saving what was done; 1 internal error.
+with one line on stderr per problem (at most 20) naming the field, the value and the fix;
+130 interrupted after saving what was done; 1 internal error.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXPERIMENTS = Path("experiments")  # where `sweep NAME.yaml` looks when NAME.yaml is not here
 
 
 class _Parser(argparse.ArgumentParser):
@@ -84,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, DataError) as err:
-        print(f"harness: {err}", file=sys.stderr)
+        for line in getattr(err, "lines", [str(err)]):
+            print(f"harness: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         if args.command == "sweep":
@@ -95,8 +98,22 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+def find_config(path: Path) -> Path:
+    """`path`, or experiments/`path` when only that exists (`sweep grid.yaml`)."""
+    if path.exists() or path.is_absolute():
+        return path
+    if (EXPERIMENTS / path).is_file():
+        print(f"harness: {path} is not here; using {EXPERIMENTS / path}", file=sys.stderr)
+        return EXPERIMENTS / path
+    known = sorted(p.name for p in EXPERIMENTS.glob("*.yaml"))
+    if known:
+        raise ConfigError(f"{path}: no such config file, here or in {EXPERIMENTS}/; the "
+                          f"configs in {EXPERIMENTS}/ are {', '.join(known)}")
+    return path  # load_config says it is missing
+
+
 def _sweep(args: argparse.Namespace) -> int:
-    config = load_config(args.config)  # bad input is reported before torch is loaded
+    config = load_config(find_config(args.config))  # bad input is answered before torch loads
     if args.workers < 1:
         raise ConfigError(f"--workers: {args.workers} is too small; use 1 or more")
     import pandas as pd
@@ -193,7 +210,7 @@ def _export(args: argparse.Namespace) -> int:
 def _summary(args: argparse.Namespace) -> int:
     from harness.models import build_model, model_summary
 
-    name = load_config(args.config).model if args.config else Config(name="x").model
+    name = load_config(find_config(args.config)).model if args.config else Config(name="x").model
     table = model_summary(build_model(name))
     print(table.to_string(index=False))
     print(f"\ntotal: {table['params'].sum():,} parameters, "

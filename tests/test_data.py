@@ -2,7 +2,7 @@ import pytest
 import torch
 from conftest import write_idx
 
-from harness.config import DataConfig
+from harness.config import DataConfig, train_split_size
 from harness.data import MNIST_MEAN, MNIST_STD, DataError, load_dataset
 
 CPU = torch.device("cpu")
@@ -60,3 +60,12 @@ def test_mnist_5k_is_a_fixed_stratified_split():
 def test_mnist_5k_subsets_stay_balanced():
     data = load_dataset(DataConfig(dataset="mnist-5k", train_size=500, test_size=200), CPU)
     assert torch.bincount(data.y_train, minlength=10).min().item() >= 30
+
+
+@pytest.mark.parametrize("dataset", ["synthetic", "mnist-5k"])
+@pytest.mark.parametrize("train_size", [None, 100, 10**6])
+def test_the_config_check_knows_the_training_split_size(tmp_path, dataset, train_size):
+    # Config validation refuses a batch larger than the training split before loading
+    # any data; the size it assumes must be the size the loader gives.
+    config = DataConfig(dataset=dataset, root=str(tmp_path), train_size=train_size)
+    assert len(load_dataset(config, CPU).x_train) == train_split_size(config)

@@ -89,7 +89,7 @@ def unknown_key(draw):
              "data": ["dataset", "root", "train_size", "test_size"],
              "train": ["epochs", "seed", "device", "lr", "batch_size", "optimizer",
                        "momentum", "weight_decay", "eval_batch_size", "amp",
-                       "channels_last"],
+                       "channels_last", "diverge_above"],
              "search": ["method", "space", "seeds", "n_trials", "sampler", "pruner"],
              "logging": ["tensorboard", "visdom"]}
     if key in valid[section]:
@@ -128,28 +128,32 @@ BAD_VALUES = {
 
 @st.composite
 def bad_configs(draw):
+    """A malformed config and how many problems it holds: one, but a list of bad values
+    is a problem per value."""
     kind = draw(st.sampled_from(["unknown", "value", "type", "top", "yaml"]))
     if kind == "unknown":
-        return yaml.safe_dump(unknown_key(draw))
+        return yaml.safe_dump(unknown_key(draw)), 1
     if kind == "top":  # the document is not a mapping of sections
         return yaml.safe_dump(draw(st.one_of(st.lists(JUNK, max_size=3), st.integers(),
-                                             st.text(string.ascii_letters, min_size=1))))
+                                             st.text(string.ascii_letters, min_size=1)))), 1
     if kind == "yaml":  # broken YAML
-        return "name: fuzz\ntrain: {epochs: " + draw(st.sampled_from(["[", "{", "'", "]]"]))
+        return "name: fuzz\ntrain: {epochs: " + draw(st.sampled_from(["[", "{", "'", "]]"])), 1
     config = yaml.safe_load(yaml.safe_dump(VALID))
     if kind == "type":  # a section that is not a mapping
         config[draw(st.sampled_from(["data", "train", "search"]))] = draw(st.one_of(
             st.integers(), st.text(min_size=1, max_size=5), st.lists(st.integers(), min_size=1)))
-        return yaml.safe_dump(config)
+        return yaml.safe_dump(config), 1
     (section, key) = draw(st.sampled_from(sorted(BAD_VALUES)))
     value = draw(BAD_VALUES[(section, key)])
     (config.setdefault(section, {}) if section else config)[key] = value
-    return yaml.safe_dump(config)
+    values = next(iter(value.values())) if isinstance(value, dict) else None
+    return yaml.safe_dump(config), len(values) if isinstance(values, list) and values else 1
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(text=bad_configs())
-def test_every_malformed_config_exits_2_with_one_line(tmp_path_factory, text):
+@given(bad=bad_configs())
+def test_every_malformed_config_exits_2_with_a_line_per_problem(tmp_path_factory, bad):
+    text, problems = bad
     work = tmp_path_factory.mktemp("fuzz")
     path = work / "config.yaml"
     path.write_text(text)
@@ -158,6 +162,7 @@ def test_every_malformed_config_exits_2_with_one_line(tmp_path_factory, text):
         code = main(["sweep", str(path), "--out", str(work / "out")])
     lines = err.getvalue().strip().splitlines()
     assert code == 2, text
-    assert len(lines) == 1 and lines[0].startswith("harness: "), err.getvalue()
+    assert len(lines) == problems, err.getvalue()
+    assert all(line.startswith("harness: ") for line in lines), err.getvalue()
     assert "Traceback" not in err.getvalue()
     assert not (work / "out").exists()
