@@ -195,7 +195,7 @@ class Search:
             metric=config.objective.metric,
             maximize=config.objective.direction == "maximize", max_batches=self.max_batches,
             log_every=tensorboard.log_every if tensorboard else 0, amp=config.train.amp,
-            channels_last=config.train.channels_last)
+            channels_last=config.train.channels_last, diverge_above=config.train.diverge_above)
 
 
 def latest_attempts(trials: list[FrozenTrial]) -> dict[str, FrozenTrial]:

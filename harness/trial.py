@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from harness.config import ConfigError
+from harness.config import ConfigError, TrainConfig
 from harness.data import Dataset
 from harness.files import atomic_torch_save
 from harness.models import build_model, build_optimizer
@@ -41,6 +41,7 @@ class TrialSpec:
     log_every: int = 0  # also log the training loss every N steps (0: per epoch only)
     amp: bool = False  # bf16 autocast
     channels_last: bool = False  # NHWC layout for model and data
+    diverge_above: float = TrainConfig.diverge_above  # a higher mean train loss is divergence
 
 
 @dataclass(frozen=True)
@@ -162,9 +163,11 @@ class _Loop:
             for sink in self.sinks:
                 sink.log(metrics, epoch)
             for name in ("train_loss", "test_loss"):
-                if not math.isfinite(metrics[name]):
-                    return "FAIL", f"diverged: {name.replace('_', ' ')} is " \
-                                   f"{metrics[name]} at epoch {epoch}"
+                value = metrics[name]
+                if not math.isfinite(value) or (name == "train_loss"
+                                                and value > spec.diverge_above):
+                    return "FAIL", f"diverged: {name.replace('_', ' ')} is {value:.1e} " \
+                                   f"at epoch {epoch}"
             if self._improved(metrics[spec.metric]):
                 self.best_epoch = epoch
                 self.best_state = {k: v.detach().to("cpu", copy=True)

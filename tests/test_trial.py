@@ -1,4 +1,5 @@
 import math
+import re
 
 import pytest
 import torch
@@ -51,6 +52,23 @@ def test_a_diverging_trial_fails_with_the_reason(data):
     assert result.state == "FAIL"
     assert result.error.startswith("diverged: train loss is nan at epoch 1")
     assert len(result.history) == 1 and math.isnan(result.history[0]["train_loss"])
+
+
+def test_a_loss_above_diverge_above_fails_the_trial_there(data):
+    # lr 10 without momentum: a train loss of about 4e23 in epoch 1, finite, then it
+    # recovers to a useless model. Above the bound (100 by default) is divergence.
+    blowing_up = {**PARAMS, "lr": 10.0, "momentum": 0.0}
+    free = run_trial(spec(params=blowing_up, epochs=3, diverge_above=math.inf), data)
+    assert free.state == "COMPLETE" and len(free.history) == 3
+    loss = free.history[0]["train_loss"]
+    assert 100 < loss < math.inf
+    result = run_trial(spec(params=blowing_up, epochs=3), data)
+    assert result.spec.diverge_above == 100
+    assert result.state == "FAIL" and len(result.history) == 1
+    assert result.error == f"diverged: train loss is {loss:.1e} at epoch 1"
+    assert re.fullmatch(r"diverged: train loss is \d\.\de\+\d\d at epoch 1", result.error)
+    assert run_trial(spec(params=blowing_up, epochs=3, diverge_above=loss * 2), data
+                     ).state == "COMPLETE"
 
 
 def test_an_exception_inside_a_trial_is_recorded(data):
