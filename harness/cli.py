@@ -8,7 +8,9 @@
 
 Exit codes: 0 the sweep finished (failed trials are results, not errors); 2 bad input,
 with one line on stderr per problem (at most 20) naming the field, the value and the fix;
-130 interrupted after saving what was done; 1 internal error.
+3 no space left on device, naming the file (free some space and run the same command:
+the trial that was running runs again); 130 interrupted after saving what was done;
+1 internal error.
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
 from harness.config import Config, load_config
-from harness.errors import ConfigError, DataError
+from harness.errors import ConfigError, DatabaseFull, DataError, no_space
 
 if TYPE_CHECKING:
     import pandas as pd
 
-EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_NO_SPACE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXPERIMENTS = Path("experiments")  # where `sweep NAME.yaml` looks when NAME.yaml is not here
 
 
@@ -86,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, DataError) as err:
+        full = no_space(err)  # "cannot open the storage", say, because the disk is full
+        if full is not None:
+            return _no_space(args, full)
         for line in getattr(err, "lines", [str(err)]):
             print(f"harness: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -96,6 +101,21 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"harness: {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as err:
+        full = no_space(err)
+        if full is None:
+            raise
+        return _no_space(args, full)
+
+
+def _no_space(args: argparse.Namespace, full: OSError) -> int:
+    """One line naming the file, instead of a traceback that blames something else."""
+    where = full.filename or "a results file"
+    if isinstance(full, DatabaseFull):
+        where = getattr(args, "database", None) or "the study's database"
+    print(f"harness: {where}: no space left on device; free some space and run the same "
+          "command: it goes on where it stopped", file=sys.stderr)
+    return EXIT_NO_SPACE
 
 
 def find_config(path: Path) -> Path:
@@ -125,6 +145,7 @@ def _sweep(args: argparse.Namespace) -> int:
     options = SweepOptions(out=args.out, storage=args.storage, device=args.device,
                            fresh=args.fresh, dry_run=args.dry_run, progress=not args.quiet,
                            visdom=args.visdom, workers=args.workers)
+    args.database = args.storage or (args.out or Path("results") / config.name) / "study.db"
     outcome = run_sweep(config, options)
     trials = outcome.trials
     maximize = config.objective.direction == "maximize"
@@ -202,6 +223,7 @@ def _report(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from harness.export import export_study
 
+    args.database = args.storage
     n = export_study(args.storage, args.study, args.out)
     print(f"{n} trials of {args.study} written to {args.out}")
     return EXIT_OK

@@ -1,10 +1,15 @@
-"""The errors that mean bad input (exit 2). Each problem is one line that names what was
-wrong, where, and how to fix it. Kept free of heavy imports, so that the command line
-reports bad input without loading torch."""
+"""The errors a user sees: bad input (exit 2), each problem one line that names what was
+wrong, where, and how to fix it; a full disk (exit 3); one-line warnings. Kept free of
+heavy imports, so that the command line reports bad input without loading torch."""
 
 from __future__ import annotations
 
+import errno
+import sqlite3
+import sys
+
 MAX_LINES = 20  # a config with more problems shows the first ones and how many more
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 class ConfigError(ValueError):
@@ -25,3 +30,30 @@ class ConfigError(ValueError):
 
 class DataError(RuntimeError):
     """The data set cannot be had; the message says where to put it."""
+
+
+class DatabaseFull(OSError):
+    """SQLite could not write: the disk that holds the study's database is full."""
+
+
+def no_space(err: BaseException | None) -> OSError | None:
+    """The full disk behind `err`, if that is what it is: an OSError saying so anywhere in
+    its chain of causes, or SQLite's SQLITE_FULL, or its "disk I/O error" when it cannot
+    grow the -shm file of WAL mode (which SQLAlchemy and then Optuna wrap, Optuna's last
+    line blaming "invalid data ... exceeding max length")."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in NO_SPACE:
+            return err
+        code = getattr(err, "sqlite_errorcode", None)  # SQLite's extended result code
+        if code is not None and (code & 0xFF == sqlite3.SQLITE_FULL
+                                 or code == sqlite3.SQLITE_IOERR_SHMSIZE):
+            return DatabaseFull(errno.ENOSPC, "No space left on device")
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def warn(message: str) -> None:
+    """One line on stderr for a problem that costs a side output, never a result."""
+    print(f"harness: warning: {message}", file=sys.stderr, flush=True)

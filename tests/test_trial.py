@@ -1,3 +1,4 @@
+import errno
 import math
 import re
 
@@ -8,6 +9,7 @@ from harness.config import ConfigError, DataConfig
 from harness.data import load_dataset
 from harness.models import LeNet
 from harness.sinks.base import MemorySink
+from harness.sinks.guard import guarded
 from harness.trial import INTERRUPTED, TrialSpec, resolve_device, run_trial
 
 CPU = torch.device("cpu")
@@ -69,6 +71,36 @@ def test_a_loss_above_diverge_above_fails_the_trial_there(data):
     assert re.fullmatch(r"diverged: train loss is \d\.\de\+\d\d at epoch 1", result.error)
     assert run_trial(spec(params=blowing_up, epochs=3, diverge_above=loss * 2), data
                      ).state == "COMPLETE"
+
+
+def test_a_sink_that_raises_is_one_warning_and_the_trials_are_recorded(data, capsys):
+    class Broken(MemorySink):  # TensorBoard on a full disk, say
+        def finish(self, result):
+            super().finish(result)
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    broken, fine = Broken(), MemorySink()
+    sinks = guarded([broken, fine])
+    first = run_trial(spec(), data, sinks)
+    second = run_trial(spec(seed=1), data, sinks)
+    assert first.state == second.state == "COMPLETE"
+    assert fine.finished == [first, second]
+    assert broken.finished == [first] and broken.started == [first.spec]  # off after it
+    assert capsys.readouterr().err.splitlines() == [
+        "harness: warning: broken failed in finish (OSError: [Errno 28] No space left on "
+        "device); it is off for the rest of the sweep, the trials go on"]
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_warning(data, tmp_path, capsys):
+    (tmp_path / "checkpoints").write_text("a file where the directory was")
+    path = tmp_path / "checkpoints" / "best.pt"
+    result = run_trial(spec(), data, checkpoint=path)
+    assert result.state == "COMPLETE" and result.error == "" and len(result.history) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1
+    assert err[0].startswith(f"harness: warning: checkpoint {path} not saved (")
+    assert "File exists" in err[0] and err[0].endswith("the trial's result is recorded "
+                                                       "without it")
 
 
 def test_an_exception_inside_a_trial_is_recorded(data):

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 
 from harness.config import Config, VisdomConfig
-from harness.trial import INTERRUPTED
+from harness.trial import INTERRUPTED, RETRYABLE
 
 if TYPE_CHECKING:
     from torch import nn
@@ -117,7 +117,8 @@ class VisdomSink:
 
     def _progress_html(self, trials: pd.DataFrame) -> str:
         # An interrupted trial is not done: its point runs again.
-        trials = trials[~trials["error"].fillna("").astype(str).str.startswith(INTERRUPTED)]
+        again = trials["error"].fillna("").astype(str).str.startswith((INTERRUPTED, RETRYABLE))
+        trials = trials[~again]
         done = len(trials)
         elapsed = time.monotonic() - self.started
         failed = int((trials["state"] == "FAIL").sum())
