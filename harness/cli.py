@@ -1,6 +1,7 @@
 """Command line: argument parsing and exit codes, nothing else.
 
     python -m harness sweep experiments/quickstart.yaml     # run or resume a sweep
+    python -m harness sweep grid.yaml                        # the same as experiments/grid.yaml
     python -m harness sweep experiments/grid.yaml --device cuda --out results/run2
     python -m harness sweep experiments/grid.yaml --dry-run  # every point, two batches
     python -m harness summary experiments/grid.yaml          # per-layer model summary
@@ -8,8 +9,10 @@
     python -m harness report results/quickstart              # results/quickstart/report.html
 
 Exit codes: 0 the sweep finished (failed trials are results, not errors); 2 bad input,
-with one line on stderr naming the field, the value and the fix; 130 interrupted after
-saving what was done; 1 internal error.
+with one line on stderr per problem (at most 20) naming the field, the value and the fix;
+3 no space left on device, naming the file (free some space and run the same command:
+the trial that was running runs again); 130 interrupted after saving what was done;
+1 internal error.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from types import FrameType
 from typing import NoReturn
 
 from harness.config import Config, load_config
-from harness.errors import ConfigError, DataError
+from harness.errors import ConfigError, DatabaseFull, DataError, no_space
 
-EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_NO_SPACE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXPERIMENTS = Path("experiments")  # where `sweep NAME.yaml` looks when NAME.yaml is not here
 
 
 class _Parser(argparse.ArgumentParser):
@@ -84,7 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, DataError) as err:
-        print(f"harness: {err}", file=sys.stderr)
+        full = no_space(err)  # "cannot open the storage", say, because the disk is full
+        if full is not None:
+            return _no_space(args, full)
+        for line in getattr(err, "lines", [str(err)]):
+            print(f"harness: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         if args.command == "sweep":
@@ -93,10 +101,39 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"harness: {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as err:
+        full = no_space(err)
+        if full is None:
+            raise
+        return _no_space(args, full)
+
+
+def _no_space(args: argparse.Namespace, full: OSError) -> int:
+    """One line naming the file, instead of a traceback that blames something else."""
+    where = full.filename or "a results file"
+    if isinstance(full, DatabaseFull):
+        where = getattr(args, "database", None) or "the study's database"
+    print(f"harness: {where}: no space left on device; free some space and run the same "
+          "command: it goes on where it stopped", file=sys.stderr)
+    return EXIT_NO_SPACE
+
+
+def find_config(path: Path) -> Path:
+    """`path`, or experiments/`path` when only that exists (`sweep grid.yaml`)."""
+    if path.exists() or path.is_absolute():
+        return path
+    if (EXPERIMENTS / path).is_file():
+        print(f"harness: {path} is not here; using {EXPERIMENTS / path}", file=sys.stderr)
+        return EXPERIMENTS / path
+    known = sorted(p.name for p in EXPERIMENTS.glob("*.yaml"))
+    if known:
+        raise ConfigError(f"{path}: no such config file, here or in {EXPERIMENTS}/; the "
+                          f"configs in {EXPERIMENTS}/ are {', '.join(known)}")
+    return path  # load_config says it is missing
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    config = load_config(args.config)  # bad input is reported before torch is loaded
+    config = load_config(find_config(args.config))  # bad input is answered before torch loads
     if args.workers < 1:
         raise ConfigError(f"--workers: {args.workers} is too small; use 1 or more")
     import pandas as pd
@@ -108,6 +145,7 @@ def _sweep(args: argparse.Namespace) -> int:
     options = SweepOptions(out=args.out, storage=args.storage, device=args.device,
                            fresh=args.fresh, dry_run=args.dry_run, progress=not args.quiet,
                            visdom=args.visdom, workers=args.workers)
+    args.database = args.storage or (args.out or Path("results") / config.name) / "study.db"
     outcome = run_sweep(config, options)
     trials = outcome.trials
     maximize = config.objective.direction == "maximize"
@@ -161,6 +199,7 @@ def _report(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from harness.export import export_study
 
+    args.database = args.storage
     n = export_study(args.storage, args.study, args.out)
     print(f"{n} trials of {args.study} written to {args.out}")
     return EXIT_OK
@@ -169,7 +208,7 @@ def _export(args: argparse.Namespace) -> int:
 def _summary(args: argparse.Namespace) -> int:
     from harness.models import build_model, model_summary
 
-    name = load_config(args.config).model if args.config else Config(name="x").model
+    name = load_config(find_config(args.config)).model if args.config else Config(name="x").model
     table = model_summary(build_model(name))
     print(table.to_string(index=False))
     print(f"\ntotal: {table['params'].sum():,} parameters, "

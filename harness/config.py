@@ -1,8 +1,8 @@
-"""YAML -> frozen, validated config objects. The only module that reads YAML.
+"""YAML -> frozen, validated config objects. Only this module (with yamlfile.py) reads YAML.
 
-Every problem is a `ConfigError` whose message is one line: the file, the field path,
-the bad value and how to fix it. Nothing runs and nothing is written before a config
-has passed `load_config`.
+Every problem is one line of a `ConfigError`: the file, the field path, the bad value
+and how to fix it; all of a config's problems are reported at once. Nothing runs and
+nothing is written before a config has passed `load_config`.
 """
 
 from __future__ import annotations
@@ -17,18 +17,18 @@ import yaml
 
 from harness.schema import (
     ConfigError,
+    Problems,
     at_least,
     build,
     choice,
-    is_number,
-    number,
+    invalid,
     show,
-    unknown,
 )
+from harness.space import SEARCHABLE, Range, parse_space
+from harness.yamlfile import read_yaml
 
 DATASETS = ("mnist", "mnist-5k", "synthetic")
 MODELS = ("lenet",)
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 METHODS = ("grid", "optuna")
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("none", "median", "hyperband")
@@ -37,6 +37,7 @@ DIRECTIONS = ("maximize", "minimize")
 METRICS = {"val_acc": "maximize", "val_loss": "minimize", "test_acc": "maximize",
            "test_loss": "minimize", "train_loss": "minimize"}
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+TRAIN_SAMPLES = {"mnist": 60_000, "mnist-5k": 4_000, "synthetic": 2_000}  # full training sets
 
 
 @dataclass(frozen=True)
@@ -62,13 +63,7 @@ class TrainConfig:
     eval_batch_size: int = 1000  # evaluation only: bigger is faster, results are the same
     amp: bool = False  # bf16 autocast (fast on recent GPUs; changes the numbers slightly)
     channels_last: bool = False  # NHWC memory layout for the convolutions (GPU)
-
-
-@dataclass(frozen=True)
-class Range:
-    low: float  # smallest value Optuna may sample
-    high: float  # largest value Optuna may sample
-    log: bool = False  # sample uniformly in log space (learning rates)
+    diverge_above: float = 100.0  # a mean epoch train loss above this (or nan) fails as diverged
 
 
 @dataclass(frozen=True)
@@ -120,48 +115,28 @@ class Config:
     logging: LoggingConfig = LoggingConfig()
 
 
-# What each searchable hyperparameter accepts: (check, description of valid values).
-SEARCHABLE: dict[str, tuple[Any, str]] = {
-    "lr": (lambda v: is_number(v) and v > 0, "a number > 0"),
-    "batch_size": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-                   "an integer >= 1"),
-    "optimizer": (lambda v: v in OPTIMIZERS, "one of " + ", ".join(OPTIMIZERS)),
-    "momentum": (lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "weight_decay": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
-}
-
-
 def load_config(path: str | Path) -> Config:
-    """Read and validate a YAML config; raise ConfigError with a one-line message."""
+    """Read and validate a YAML config; raise ConfigError with a line per problem."""
     path = Path(path)
+    problems = Problems()
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file; pass the path of a YAML file "
-                          "such as experiments/quickstart.yaml") from None
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read the config ({err.strerror})") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
-    try:
-        return parse_config(raw)
+        return parse_config(read_yaml(path, problems), problems)
     except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
+        raise err.prefixed(f"{path}: ") from None
 
 
-def parse_config(raw: Any) -> Config:
-    """Validate an already-parsed YAML document."""
+def parse_config(raw: Any, problems: Problems | None = None) -> Config:
+    """Validate an already-parsed YAML document; raise ConfigError with every problem
+    (those already in `problems` first)."""
+    problems = Problems() if problems is None else problems
     if not isinstance(raw, dict):
-        raise ConfigError(f"the config must be a mapping of sections, got {show(raw)}; "
-                          "start from experiments/quickstart.yaml")
+        problems.add("", f"the config must be a mapping of sections, got {show(raw)}; "
+                     "start from experiments/quickstart.yaml")
+        problems.raise_any()
     raw = dict(raw)
     if "name" not in raw:
-        raise ConfigError("name: missing; add a name such as 'name: lenet-grid'")
+        problems.add("name", "name: missing; add a name such as 'name: lenet-grid'")
+        raw["name"] = ""
     for key in ("search", "logging"):
         if isinstance(raw.get(key), dict):
             raw[key] = dict(raw[key])
@@ -171,14 +146,25 @@ def parse_config(raw: Any) -> Config:
     visdom_raw = logging_raw.pop("visdom", None) if isinstance(logging_raw, dict) else None
     tensorboard_raw = logging_raw.pop("tensorboard", True) if isinstance(
         logging_raw, dict) else True
-    config = build(Config, raw, "")
-    search = dataclasses.replace(config.search, space=_space(space_raw, config.search.method))
+    config = build(Config, raw, "", problems)
+    method = None if problems.failed("search.method") else config.search.method
+    search = dataclasses.replace(config.search, space=parse_space(space_raw, method, problems))
     logging = dataclasses.replace(
-        config.logging, visdom=_switch(VisdomConfig, visdom_raw, "logging.visdom"),
-        tensorboard=_switch(TensorBoardConfig, tensorboard_raw, "logging.tensorboard"))
+        config.logging, visdom=_switch(VisdomConfig, visdom_raw, "logging.visdom", problems),
+        tensorboard=_switch(TensorBoardConfig, tensorboard_raw, "logging.tensorboard",
+                            problems))
     config = dataclasses.replace(config, search=search, logging=logging)
-    _check(config)
+    _check(config, problems)
+    problems.raise_any()
     return _resolve(config)
+
+
+def train_split_size(data: DataConfig) -> int:
+    """Samples in the training split: the one place that knows it before the data is
+    loaded (data.py's loaders must agree; tests/test_data.py checks that they do)."""
+    full = TRAIN_SAMPLES[data.dataset]
+    rest = full - round(full * data.val_fraction)  # the validation split comes out first
+    return rest if data.train_size is None else min(rest, data.train_size)
 
 
 def to_dict(config: Config) -> dict[str, Any]:
@@ -210,112 +196,117 @@ def identity(config: Config) -> dict[str, Any]:
 # ----------------------------------------------------------------- checks
 
 
-def _space(raw: Any, method: str) -> dict[str, tuple[Any, ...] | Range]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"search.space: expected a mapping of parameter -> values, "
-                          f"got {show(raw)}")
-    space: dict[str, tuple[Any, ...] | Range] = {}
-    for key, values in raw.items():
-        path = f"search.space.{key}"
-        if key not in SEARCHABLE:
-            raise unknown(key, list(SEARCHABLE), "search.space")
-        check, valid = SEARCHABLE[key]
-        if isinstance(values, dict):
-            space[key] = _range(key, values, method, path)
-            continue
-        if not isinstance(values, list):
-            values = [values]
-        if not values:
-            raise ConfigError(f"{path}: the list of values is empty; give at least one value")
-        converted = []
-        for i, value in enumerate(values):
-            as_number = number(value) if key not in ("batch_size", "optimizer") else value
-            value = value if as_number is None else as_number
-            if not check(value):
-                raise ConfigError(f"{path}[{i}]: {show(value)} is not valid; use {valid}")
-            converted.append(value)
-        if len(set(converted)) != len(converted):
-            raise ConfigError(f"{path}: {converted} repeats a value; list each value once")
-        space[key] = tuple(converted)
-    return space
-
-
-def _range(key: str, raw: dict[str, Any], method: str, path: str) -> Range:
-    if method != "optuna":
-        raise ConfigError(f"{path}: a range ({{low, high}}) needs search.method: optuna; "
-                          "a grid needs a list of values")
-    if key == "optimizer":
-        raise ConfigError(f"{path}: optimizer takes a list of names, not a range")
-    rng = build(Range, raw, path)
-    check, valid = SEARCHABLE[key]
-    for end in ("low", "high"):
-        value = getattr(rng, end)
-        if key == "batch_size" and value != int(value):
-            raise ConfigError(f"{path}.{end}: {value} is not valid; use {valid}")
-        if not check(int(value) if key == "batch_size" else value):
-            raise ConfigError(f"{path}.{end}: {show(value)} is not valid; use {valid}")
-    if rng.low >= rng.high:
-        raise ConfigError(f"{path}: low ({rng.low}) must be smaller than high ({rng.high})")
-    if rng.log and rng.low <= 0:
-        raise ConfigError(f"{path}.low: a log range needs low > 0, got {rng.low}")
-    return rng
-
-
-def _switch(cls: type, raw: Any, path: str) -> Any:
+def _switch(cls: type, raw: Any, path: str, problems: Problems) -> Any:
     """A section that is on with defaults (true), off (false), or on with settings."""
     if raw is None or raw is False:
         return None
     if raw is True:
         return cls()
-    return build(cls, raw, path)
+    return build(cls, raw, path, problems)
 
 
-def _check(config: Config) -> None:
-    """Ranges and choices that types alone do not catch."""
-    choice(config.data.dataset, DATASETS, "data.dataset")
-    choice(config.model, MODELS, "model")
-    choice(config.search.method, METHODS, "search.method")
-    choice(config.search.sampler, SAMPLERS, "search.sampler")
-    choice(config.search.pruner, PRUNERS, "search.pruner")
-    choice(config.objective.metric, tuple(METRICS), "objective.metric")
-    if config.objective.direction:
-        choice(config.objective.direction, DIRECTIONS, "objective.direction")
-    if not NAME_PATTERN.fullmatch(config.name):
-        raise ConfigError(f"name: {config.name!r} cannot name a results directory; use "
-                          "letters, digits, '.', '_' and '-' (no '/' or leading '.')")
-    at_least(config.train.epochs, 1, "train.epochs")
-    at_least(config.search.n_trials, 1, "search.n_trials")
-    at_least(config.train.eval_batch_size, 1, "train.eval_batch_size")
-    if config.logging.tensorboard is not None:
-        at_least(config.logging.tensorboard.log_every, 0, "logging.tensorboard.log_every")
-    for key in ("train_size", "test_size"):
-        value = getattr(config.data, key)
+def _check(config: Config, problems: Problems) -> None:
+    """Ranges and choices that types alone do not catch. A field whose type was wrong
+    already has its problem and is not checked again."""
+    check = problems.check
+    for value, choices, path in (
+            (config.data.dataset, DATASETS, "data.dataset"), (config.model, MODELS, "model"),
+            (config.search.method, METHODS, "search.method"),
+            (config.search.sampler, SAMPLERS, "search.sampler"),
+            (config.search.pruner, PRUNERS, "search.pruner"),
+            (config.objective.metric, tuple(METRICS), "objective.metric")):
+        check(path, choice, value, choices, path)
+    if config.objective.direction:  # empty: the metric's own direction
+        check("objective.direction", choice, config.objective.direction, DIRECTIONS,
+              "objective.direction")
+    tensorboard = config.logging.tensorboard
+    for value, low, path in (
+            (config.train.epochs, 1, "train.epochs"),
+            (config.search.n_trials, 1, "search.n_trials"),
+            (config.train.eval_batch_size, 1, "train.eval_batch_size"),
+            (config.data.train_size, 1, "data.train_size"),
+            (config.data.test_size, 1, "data.test_size"),
+            (tensorboard.log_every if tensorboard else None, 0,
+             "logging.tensorboard.log_every")):
         if value is not None:
-            at_least(value, 1, f"data.{key}")
-    if not 0 <= config.data.val_fraction < 1:
-        raise ConfigError(f"data.val_fraction: {show(config.data.val_fraction)} is not valid; "
-                          "use a number in [0, 1), such as 0.1 (0 turns validation off)")
-    if config.objective.metric.startswith("val_") and config.data.val_fraction == 0:
-        raise ConfigError(f"objective.metric: {config.objective.metric} needs a validation "
-                          "split but data.val_fraction is 0; set data.val_fraction (e.g. "
-                          "0.1) or choose test_acc, test_loss or train_loss")
-    for key, (check, valid) in SEARCHABLE.items():
-        if not check(getattr(config.train, key)):
-            raise ConfigError(f"train.{key}: {show(getattr(config.train, key))} is not valid;"
-                              f" use {valid}")
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", config.train.device):
-        raise ConfigError(f"train.device: {config.train.device!r} is not a device; use auto, "
+            check(path, at_least, value, low, path)
+    for key, (test, valid) in SEARCHABLE.items():
+        check(f"train.{key}", _valid, getattr(config.train, key), test, valid, f"train.{key}")
+    check("train.diverge_above", _valid, config.train.diverge_above, lambda v: v > 0,
+          "a number > 0", "train.diverge_above")
+    check("data.val_fraction", _check_validation, config.data.val_fraction,
+          config.objective.metric)
+    check("name", _check_name, config.name)
+    check("train.device", _check_device, config.train.device)
+    check("search.seeds", _check_seeds, config.search.seeds)
+    _check_grid_only(config, problems)
+    _check_batch_size(config, problems)
+
+
+def _valid(value: Any, test: Any, valid: str, path: str) -> None:
+    if not test(value):
+        raise invalid(value, valid, path)
+
+
+def _check_validation(fraction: float, metric: str) -> None:
+    if not 0 <= fraction < 1:
+        raise ConfigError(f"data.val_fraction: {show(fraction)} is not valid; use a number "
+                          "in [0, 1), such as 0.1 (0 turns validation off)")
+    if metric.startswith("val_") and fraction == 0:
+        raise ConfigError(f"objective.metric: {metric} needs a validation split but "
+                          "data.val_fraction is 0; set data.val_fraction (e.g. 0.1) or "
+                          "choose test_acc, test_loss or train_loss")
+
+
+def _check_name(name: str) -> None:
+    if not NAME_PATTERN.fullmatch(name):
+        raise ConfigError(f"name: {name!r} cannot name a results directory; use "
+                          "letters, digits, '.', '_' and '-' (no '/' or leading '.')")
+
+
+def _check_device(device: str) -> None:
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
+        raise ConfigError(f"train.device: {device!r} is not a device; use auto, "
                           "cpu, cuda or cuda:N")
-    if len(set(config.search.seeds)) != len(config.search.seeds):
-        raise ConfigError(f"search.seeds: {list(config.search.seeds)} repeats a seed")
-    if config.search.method == "grid":
-        for key in ("sampler", "pruner", "n_trials"):
-            default = getattr(SearchConfig(), key)
-            if getattr(config.search, key) != default:
-                raise ConfigError(f"search.{key}: only used by method optuna; remove it or "
-                                  "set search.method: optuna")
+
+
+def _check_seeds(seeds: tuple[int, ...]) -> None:
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"search.seeds: {list(seeds)} repeats a seed")
+
+
+def _check_grid_only(config: Config, problems: Problems) -> None:
+    if config.search.method != "grid" or problems.failed("search.method"):
+        return
+    for key in ("sampler", "pruner", "n_trials"):
+        default = getattr(SearchConfig(), key)
+        if getattr(config.search, key) != default and not problems.failed(f"search.{key}"):
+            problems.add(f"search.{key}", f"search.{key}: only used by method optuna; "
+                         "remove it or set search.method: optuna")
+
+
+def _check_batch_size(config: Config, problems: Problems) -> None:
+    """No batch larger than the training split: such a trial would train on one short
+    batch per epoch, a different experiment from the one the config names."""
+    if problems.failed("data.dataset", "data.train_size", "data.val_fraction",
+                       "search.space.batch_size"):
+        return
+    n = train_split_size(config.data)
+    searched = config.search.space.get("batch_size")
+    if isinstance(searched, Range):
+        sizes = {"search.space.batch_size.high": searched.high}
+    elif searched is not None:
+        sizes = {f"search.space.batch_size[{i}]": v for i, v in enumerate(searched)}
+    elif not problems.failed("train.batch_size"):
+        sizes = {"train.batch_size": config.train.batch_size}
+    else:
+        sizes = {}
+    more = config.data.train_size is not None and n < TRAIN_SAMPLES[config.data.dataset]
+    for path, size in sizes.items():
+        if size > n:
+            problems.add(path, f"{path}: {size:g} is larger than the training split ({n} "
+                         f"samples of {config.data.dataset}); use at most {n}"
+                         + (", or a larger data.train_size" if more else ""))
 
 
 def _resolve(config: Config) -> Config:

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.config import DataConfig
+from harness.config import TRAIN_SAMPLES, DataConfig
 from harness.errors import DataError
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
-SYNTHETIC_SIZES = (2000, 500)  # train, test samples of the synthetic set
+SYNTHETIC_SIZES = (TRAIN_SAMPLES["synthetic"], 500)  # train, test samples of the synthetic set
 DATA_SEED = 0  # fixes the mnist-5k train/test split and the synthetic digits, always
 
 

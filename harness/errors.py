@@ -1,11 +1,59 @@
-"""The errors that mean bad input (exit 2). Each message is one line that names what was
-wrong, where, and how to fix it. Kept free of heavy imports, so that the command line
-reports bad input without loading torch."""
+"""The errors a user sees: bad input (exit 2), each problem one line that names what was
+wrong, where, and how to fix it; a full disk (exit 3); one-line warnings. Kept free of
+heavy imports, so that the command line reports bad input without loading torch."""
+
+from __future__ import annotations
+
+import errno
+import sqlite3
+import sys
+
+MAX_LINES = 20  # a config with more problems shows the first ones and how many more
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 class ConfigError(ValueError):
-    """Bad input: the message is one line naming the field, the value and the fix."""
+    """Bad input: one line per problem, each naming the field, the value and the fix."""
+
+    def __init__(self, *lines: str) -> None:
+        if len(lines) > MAX_LINES:
+            more = len(lines) - MAX_LINES + 1
+            lines = (*lines[:MAX_LINES - 1], f"... and {more} more problems; fix these "
+                     "and run again to see the rest")
+        self.lines = list(lines)
+        super().__init__("\n".join(lines))
+
+    def prefixed(self, prefix: str) -> ConfigError:
+        """The same problems, each line starting with `prefix` (the file's name)."""
+        return ConfigError(*(prefix + line for line in self.lines))
 
 
 class DataError(RuntimeError):
     """The data set cannot be had; the message says where to put it."""
+
+
+class DatabaseFull(OSError):
+    """SQLite could not write: the disk that holds the study's database is full."""
+
+
+def no_space(err: BaseException | None) -> OSError | None:
+    """The full disk behind `err`, if that is what it is: an OSError saying so anywhere in
+    its chain of causes, or SQLite's SQLITE_FULL, or its "disk I/O error" when it cannot
+    grow the -shm file of WAL mode (which SQLAlchemy and then Optuna wrap, Optuna's last
+    line blaming "invalid data ... exceeding max length")."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in NO_SPACE:
+            return err
+        code = getattr(err, "sqlite_errorcode", None)  # SQLite's extended result code
+        if code is not None and (code & 0xFF == sqlite3.SQLITE_FULL
+                                 or code == sqlite3.SQLITE_IOERR_SHMSIZE):
+            return DatabaseFull(errno.ENOSPC, "No space left on device")
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def warn(message: str) -> None:
+    """One line on stderr for a problem that costs a side output, never a result."""
+    print(f"harness: warning: {message}", file=sys.stderr, flush=True)

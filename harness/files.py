@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -15,6 +16,8 @@ import torch
 
 
 def _atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write through a temporary file. An OSError from writing names `path`: a failed
+    write() names no file at all, and a full disk must say which file it stopped."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -23,8 +26,10 @@ def _atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno is not None and err.filename is None:
+            raise OSError(err.errno, err.strerror, str(path)) from err
         raise
 
 
@@ -37,7 +42,11 @@ def atomic_write_csv(path: Path, frame: pd.DataFrame) -> None:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    _atomic(path, lambda f: torch.save(obj, f))
+    """torch.save into memory first: writing straight to a file, a full disk surfaces as
+    `RuntimeError: ... unexpected pos` rather than as the OSError it is."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    _atomic(path, lambda f: f.write(buffer.getbuffer()))
 
 
 @contextlib.contextmanager

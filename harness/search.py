@@ -28,7 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from harness.config import SEARCHABLE, Config, Range
 from harness.owner import heartbeats_on, is_dead_here, this_process
-from harness.trial import INTERRUPTED, TrialSpec
+from harness.trial import INTERRUPTED, RETRYABLE, TrialSpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 # Heartbeats and fail_stale_trials are marked experimental, and meant for optimize();
@@ -216,7 +216,7 @@ class Search:
             metric=config.objective.metric,
             maximize=config.objective.direction == "maximize", max_batches=self.max_batches,
             log_every=tensorboard.log_every if tensorboard else 0, amp=config.train.amp,
-            channels_last=config.train.channels_last)
+            channels_last=config.train.channels_last, diverge_above=config.train.diverge_above)
 
 
 def latest_attempts(trials: list[FrozenTrial]) -> dict[str, FrozenTrial]:
@@ -247,10 +247,11 @@ def _suggest(trial: optuna.Trial, name: str, values: tuple[Any, ...] | Range) ->
 
 
 def needs_rerun(trial: FrozenTrial) -> bool:
-    """Interrupted, or failed by the heartbeat check (which leaves no error: our own
-    failures always record one)."""
+    """Interrupted, failed by a fault of the machine (retryable), or failed by the
+    heartbeat check (which leaves no error: our own failures always record one)."""
     error = trial.user_attrs.get("error")
-    return trial.state == TrialState.FAIL and (error is None or error.startswith(INTERRUPTED))
+    return trial.state == TrialState.FAIL and (
+        error is None or error.startswith((INTERRUPTED, RETRYABLE)))
 
 
 def _key(params: dict[str, Any], seed: int) -> str:

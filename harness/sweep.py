@@ -40,6 +40,7 @@ from harness.owner import heartbeat
 from harness.results import finished_trials, importance, write_results, write_tables
 from harness.search import Search, needs_rerun, total_points
 from harness.sinks.base import Sink
+from harness.sinks.guard import guarded
 from harness.sinks.progress import ProgressSink
 from harness.sinks.tensorboard import TensorBoardSink, write_experiment
 from harness.sinks.visdom import VisdomSink, parse_url
@@ -148,6 +149,8 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
             sinks.refresh(table, maximize)
             if result.interrupted:
                 raise SweepInterrupted
+            if result.stop is not None:
+                raise result.stop
     finally:
         sinks.close()
     table = write_results(out, study.get_trials(deepcopy=False), model)
@@ -177,6 +180,7 @@ class _Sinks:
         self.live = _visdom(config, options)
         if self.live is not None:
             self.all.append(self.live)
+        self.all = guarded(self.all)
 
     def refresh(self, table: pd.DataFrame, maximize: bool) -> None:
         if self.live is not None:

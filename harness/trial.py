@@ -16,14 +16,16 @@ from typing import Any
 
 import torch
 
-from harness.config import ConfigError
+from harness.config import ConfigError, TrainConfig
 from harness.data import Dataset
+from harness.errors import no_space, warn
 from harness.files import atomic_torch_save
 from harness.models import build_model, build_optimizer
 from harness.sinks.base import Sink
 from harness.train import evaluate, train_epoch
 
 INTERRUPTED = "interrupted"
+RETRYABLE = "retryable"  # a fault of the machine (a full disk), not of the trial: it runs again
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class TrialSpec:
     log_every: int = 0  # also log the training loss every N steps (0: per epoch only)
     amp: bool = False  # bf16 autocast
     channels_last: bool = False  # NHWC layout for model and data
+    diverge_above: float = TrainConfig.diverge_above  # a higher mean train loss is divergence
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class TrialResult:
     duration_s: float = 0.0  # wall time of the whole trial
     samples_per_s: float = 0.0  # training samples per second of training time
     best_epoch: int | None = None  # epoch (1-based) with the best objective
+    stop: OSError | None = None  # a full disk: the sweep records this result, then stops
 
     @property
     def value(self) -> float | None:
@@ -81,23 +85,40 @@ def run_trial(
 ) -> TrialResult:
     """Train and evaluate one configuration; the best weights go to `checkpoint`."""
     loop = _Loop(spec, data, sinks, on_epoch)
+    full = None
     try:
         state, error = loop.run()
     except KeyboardInterrupt:
         state, error = "FAIL", INTERRUPTED
     except Exception as err:  # a failing trial is a result, not the end of the sweep
-        state, error = "FAIL", describe(err)
+        state, error, full = "FAIL", describe(err), no_space(err)
         if data.device.type == "cuda":
             torch.cuda.empty_cache()  # after an out-of-memory error, for the next trial
-    if checkpoint is not None and loop.best_state is not None:
-        atomic_torch_save(loop.best_state, checkpoint)
+    if full is None and checkpoint is not None and loop.best_state is not None:
+        full = _save_checkpoint(loop.best_state, checkpoint)
+    if full is not None:
+        state, error = "FAIL", f"{RETRYABLE}: no space left on device writing " \
+                               f"{full.filename or 'a file'}"
     result = TrialResult(
         spec=spec, state=state, history=loop.history, error=error,
         duration_s=time.perf_counter() - loop.started, samples_per_s=loop.samples_per_s,
-        best_epoch=loop.best_epoch)
+        best_epoch=loop.best_epoch, stop=full)
     for sink in sinks:
         sink.finish(result)
     return result
+
+
+def _save_checkpoint(weights: dict[str, torch.Tensor], path: Path) -> OSError | None:
+    """Save the best weights. A full disk is returned: the trial runs again once there
+    is space. Any other failure costs the checkpoint only, with one warning."""
+    try:
+        atomic_torch_save(weights, path)
+    except OSError as err:
+        if no_space(err) is not None:
+            return err
+        warn(f"checkpoint {path} not saved ({err}); the trial's result is recorded "
+             "without it")
+    return None
 
 
 def describe(err: BaseException) -> str:
@@ -161,9 +182,11 @@ class _Loop:
             for sink in self.sinks:
                 sink.log(metrics, epoch)
             for name in ("train_loss", "test_loss"):
-                if not math.isfinite(metrics[name]):
-                    return "FAIL", f"diverged: {name.replace('_', ' ')} is " \
-                                   f"{metrics[name]} at epoch {epoch}"
+                value = metrics[name]
+                if not math.isfinite(value) or (name == "train_loss"
+                                                and value > spec.diverge_above):
+                    return "FAIL", f"diverged: {name.replace('_', ' ')} is {value:.1e} " \
+                                   f"at epoch {epoch}"
             if self._improved(metrics[spec.metric]):
                 self.best_epoch = epoch
                 self.best_state = {k: v.detach().to("cpu", copy=True)

@@ -127,3 +127,37 @@ def interrupt_epoch(monkeypatch, at: int) -> None:
         return real(*args, **kwargs)
 
     monkeypatch.setattr(harness.trial, "train_epoch", train_epoch)
+
+
+@pytest.fixture
+def full_disk():
+    """`mount(path, free)`: a small tmpfs at `path`, filled to leave about `free` bytes,
+    as a full disk is met; unmounted afterwards. Skips where mounting is not allowed."""
+    mounted: list[Path] = []
+
+    def mount(path: Path, free: int = 0, size: str = "4m") -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                               str(path)], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs to fill ({done.stderr.strip()})")
+        mounted.append(path)
+        fill(path, free)
+        return path
+
+    yield mount
+    for path in reversed(mounted):
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def fill(path: Path, free: int) -> None:
+    """Write a ballast file into `path` until about `free` bytes are left."""
+    stats = os.statvfs(path)
+    room = stats.f_bavail * stats.f_frsize - free
+    with open(path / "ballast", "ab") as f:
+        try:
+            while room > 0:
+                room -= f.write(b"\0" * min(room, 1 << 16))
+                f.flush()
+        except OSError:
+            pass

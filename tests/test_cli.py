@@ -45,6 +45,35 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, write_conf
     assert device.returncode == 2 and "--device cpu" in device.stderr
 
 
+def test_every_problem_of_a_config_is_a_line_of_its_own(tmp_path, write_config):
+    path = write_config("name: x\ntrain: {epochs: 0, device: gpu}\n"
+                        "search: {space: {lr: [-1, 0.1], lr: [0.1]}}\n")
+    result = run_cli("sweep", str(path), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        f"harness: {path}: search.space.lr: given twice (line 3, columns 18 and 33); YAML "
+        "would keep only the last, so keep one",
+        f"harness: {path}: train.epochs: 0 is too small; use an integer >= 1",
+        f"harness: {path}: train.device: 'gpu' is not a device; use auto, cpu, cuda or cuda:N"]
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_config_name_alone_is_looked_for_in_experiments(tmp_path):
+    # `python -m harness sweep grid.yaml`, as the one-line description says it.
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "mine.yaml").write_text("name: x\ntrain: {epochs: 0}\n")
+    result = run_cli("sweep", "mine.yaml", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "harness: mine.yaml is not here; using experiments/mine.yaml",
+        "harness: experiments/mine.yaml: train.epochs: 0 is too small; use an integer >= 1"]
+    (tmp_path / "experiments" / "other.yaml").write_text("name: y\n")
+    missing = run_cli("sweep", "grid.yaml", cwd=tmp_path)
+    assert missing.returncode == 2 and missing.stderr.splitlines() == [
+        "harness: grid.yaml: no such config file, here or in experiments/; the configs in "
+        "experiments/ are mine.yaml, other.yaml"]
+
+
 def test_help_and_bad_input_answer_without_loading_torch(tmp_path, write_config):
     # Loading torch takes seconds; bad input should be answered at once.
     bad = write_config("name: x\nsearch: {space: {lr: [-1]}}\n")

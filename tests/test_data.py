@@ -3,7 +3,7 @@ import pytest
 import torch
 from conftest import write_idx
 
-from harness.config import DataConfig
+from harness.config import DataConfig, train_split_size
 from harness.data import MNIST_MEAN, MNIST_STD, DataError, load_dataset, split_validation
 
 CPU = torch.device("cpu")
@@ -125,3 +125,12 @@ def test_a_fraction_too_small_or_too_large_for_the_data_says_so(tmp_path):
             load_dataset(DataConfig(dataset="mnist", root=str(tmp_path),
                                     val_fraction=fraction), CPU)
         assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("dataset", ["synthetic", "mnist-5k"])
+@pytest.mark.parametrize("train_size", [None, 100, 10**6])
+def test_the_config_check_knows_the_training_split_size(tmp_path, dataset, train_size):
+    # Config validation refuses a batch larger than the training split before loading
+    # any data; the size it assumes must be the size the loader gives.
+    config = DataConfig(dataset=dataset, root=str(tmp_path), train_size=train_size)
+    assert len(load_dataset(config, CPU).x_train) == train_split_size(config)

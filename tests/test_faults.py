@@ -2,12 +2,17 @@
 nan in the first step, and malformed configs by the hundred."""
 
 import contextlib
+import errno
 import io
+import re
 import string
 
+import optuna
+import pandas as pd
+import pytest
 import torch
 import yaml
-from conftest import run_cli, small_config, write_idx
+from conftest import fill, run_cli, small_config, write_idx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -90,7 +95,7 @@ def unknown_key(draw):
                       "split_seed"],
              "train": ["epochs", "seed", "device", "lr", "batch_size", "optimizer",
                        "momentum", "weight_decay", "eval_batch_size", "amp",
-                       "channels_last"],
+                       "channels_last", "diverge_above"],
              "search": ["method", "space", "seeds", "n_trials", "sampler", "pruner"],
              "logging": ["tensorboard", "visdom"]}
     if key in valid[section]:
@@ -131,28 +136,32 @@ BAD_VALUES = {
 
 @st.composite
 def bad_configs(draw):
+    """A malformed config and how many problems it holds: one, but a list of bad values
+    is a problem per value."""
     kind = draw(st.sampled_from(["unknown", "value", "type", "top", "yaml"]))
     if kind == "unknown":
-        return yaml.safe_dump(unknown_key(draw))
+        return yaml.safe_dump(unknown_key(draw)), 1
     if kind == "top":  # the document is not a mapping of sections
         return yaml.safe_dump(draw(st.one_of(st.lists(JUNK, max_size=3), st.integers(),
-                                             st.text(string.ascii_letters, min_size=1))))
+                                             st.text(string.ascii_letters, min_size=1)))), 1
     if kind == "yaml":  # broken YAML
-        return "name: fuzz\ntrain: {epochs: " + draw(st.sampled_from(["[", "{", "'", "]]"]))
+        return "name: fuzz\ntrain: {epochs: " + draw(st.sampled_from(["[", "{", "'", "]]"])), 1
     config = yaml.safe_load(yaml.safe_dump(VALID))
     if kind == "type":  # a section that is not a mapping
         config[draw(st.sampled_from(["data", "train", "search"]))] = draw(st.one_of(
             st.integers(), st.text(min_size=1, max_size=5), st.lists(st.integers(), min_size=1)))
-        return yaml.safe_dump(config)
+        return yaml.safe_dump(config), 1
     (section, key) = draw(st.sampled_from(sorted(BAD_VALUES)))
     value = draw(BAD_VALUES[(section, key)])
     (config.setdefault(section, {}) if section else config)[key] = value
-    return yaml.safe_dump(config)
+    values = next(iter(value.values())) if isinstance(value, dict) else None
+    return yaml.safe_dump(config), len(values) if isinstance(values, list) and values else 1
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(text=bad_configs())
-def test_every_malformed_config_exits_2_with_one_line(tmp_path_factory, text):
+@given(bad=bad_configs())
+def test_every_malformed_config_exits_2_with_a_line_per_problem(tmp_path_factory, bad):
+    text, problems = bad
     work = tmp_path_factory.mktemp("fuzz")
     path = work / "config.yaml"
     path.write_text(text)
@@ -161,6 +170,82 @@ def test_every_malformed_config_exits_2_with_one_line(tmp_path_factory, text):
         code = main(["sweep", str(path), "--out", str(work / "out")])
     lines = err.getvalue().strip().splitlines()
     assert code == 2, text
-    assert len(lines) == 1 and lines[0].startswith("harness: "), err.getvalue()
+    assert len(lines) == problems, err.getvalue()
+    assert all(line.startswith("harness: ") for line in lines), err.getvalue()
     assert "Traceback" not in err.getvalue()
     assert not (work / "out").exists()
+
+
+def test_tensorboard_on_a_full_disk_is_a_warning_and_every_trial_is_recorded(
+        tmp_path, write_config, full_disk):
+    full_disk(tmp_path / "r" / "tb")  # only the TensorBoard runs are on the full disk
+    raw = small_config(logging={"tensorboard": True, "visdom": False})
+    result = run_cli("sweep", str(write_config(raw)), "--out", "r", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    trials = pd.read_csv(tmp_path / "r" / "trials.csv")
+    assert len(trials) == 4 and (trials.state == "COMPLETE").all()
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr and "Exception in thread" not in result.stderr
+    assert 1 <= len(lines) <= 2, result.stderr  # the experiment summary, then the runs
+    assert all(line.startswith("harness: warning: tensorboard") for line in lines), lines
+    assert all("No space left on device" in line for line in lines), lines
+
+
+NO_SPACE_LINE = re.compile(r"harness: (\S+): no space left on device; free some space and run "
+                           r"the same command: it goes on where it stopped")
+
+
+def test_a_full_disk_mid_trial_records_it_retryable_and_stops_the_sweep(
+        tmp_path, monkeypatch, full_disk):
+    import harness.trial
+    from harness.config import parse_config
+    from harness.sweep import SweepOptions, run_sweep
+
+    out = full_disk(tmp_path / "r", free=2_000_000)  # room for the first trial
+    real, calls = harness.trial.train_epoch, []
+
+    def fill_in_the_second_trial(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # two epochs a trial
+            fill(out, free=120_000)  # room for the study's record, not for a checkpoint
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(harness.trial, "train_epoch", fill_in_the_second_trial)
+    config = parse_config(small_config())
+    with pytest.raises(OSError) as info:
+        run_sweep(config, SweepOptions(out=out, progress=False))
+    checkpoint = out / "checkpoints" / "0001-adam-lr0.01-bs32-s0.pt"
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(checkpoint)
+    assert not checkpoint.exists() and not list(out.glob("checkpoints/.*.tmp"))
+    (out / "ballast").unlink()
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out}/study.db")
+    retryable = f"retryable: no space left on device writing {checkpoint}"
+    assert [(t.state.name, t.user_attrs["error"]) for t in study.trials] == [
+        ("COMPLETE", ""), ("FAIL", retryable)]  # and the sweep stopped there
+    assert pd.read_csv(out / "trials.csv").error.fillna("").tolist() == ["", retryable]
+    monkeypatch.undo()
+    trials = run_sweep(config, SweepOptions(out=out, progress=False)).trials
+    assert len(trials) == 4 and (trials.state == "COMPLETE").all()  # its point ran again
+    assert checkpoint.exists()
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_the_same_command_goes_on(
+        tmp_path, write_config, full_disk):
+    out = full_disk(tmp_path / "r", free=400_000)  # a checkpoint is about 180 kB
+    config = str(write_config(small_config()))
+    result = run_cli("sweep", config, "--out", "r", "--quiet", cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert NO_SPACE_LINE.fullmatch(lines[0]).group(1).startswith("r/"), lines[0]
+    (out / "ballast").unlink()
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out}/study.db")
+    for trial in study.trials:  # the one running is retryable, or RUNNING if the study
+        error = trial.user_attrs.get("error") or ""  # itself could not be written
+        assert trial.state.name in ("COMPLETE", "RUNNING") or error.startswith(
+            "retryable: no space left on device writing r/"), (trial.state, error)
+    assert sum(t.state.name == "COMPLETE" for t in study.trials) < 4
+    again = run_cli("sweep", config, "--out", "r", "--quiet", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    trials = pd.read_csv(out / "trials.csv")
+    assert len(trials) == 4 and (trials.state == "COMPLETE").all() and trials.run.is_unique

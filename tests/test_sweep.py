@@ -243,3 +243,14 @@ def test_a_dry_run_runs_every_point_briefly_and_keeps_nothing(tmp_path, monkeypa
     assert not outcome.out.exists() and not (tmp_path / "results").exists()
     kept = sweep(raw, tmp_path / "dry", dry_run=True)
     assert (kept.out / "trials.csv").exists()
+
+
+def test_train_diverge_above_decides_which_trials_diverged(tmp_path):
+    raw = small_config(train={"momentum": 0.0}, search={"space": {
+        "lr": [0.05, 10.0], "batch_size": [32], "optimizer": ["sgd"]}})
+    trials = sweep(raw, tmp_path / "a").trials.set_index("lr")
+    assert trials.loc[0.05, "state"] == "COMPLETE"
+    assert trials.loc[10.0, "state"] == "FAIL" and trials.loc[10.0, "epochs"] == 1
+    assert trials.loc[10.0, "error"].startswith("diverged: train loss is ")
+    raw["train"]["diverge_above"] = 1e30
+    assert (sweep(raw, tmp_path / "b").trials.state == "COMPLETE").all()

@@ -1,4 +1,6 @@
+import errno
 import math
+import re
 
 import pytest
 import torch
@@ -7,6 +9,7 @@ from harness.config import ConfigError, DataConfig
 from harness.data import load_dataset
 from harness.models import LeNet
 from harness.sinks.base import MemorySink
+from harness.sinks.guard import guarded
 from harness.trial import INTERRUPTED, TrialSpec, resolve_device, run_trial
 
 CPU = torch.device("cpu")
@@ -51,6 +54,53 @@ def test_a_diverging_trial_fails_with_the_reason(data):
     assert result.state == "FAIL"
     assert result.error.startswith("diverged: train loss is nan at epoch 1")
     assert len(result.history) == 1 and math.isnan(result.history[0]["train_loss"])
+
+
+def test_a_loss_above_diverge_above_fails_the_trial_there(data):
+    # lr 20 without momentum: a train loss of about 9e9 in epoch 1, finite, then it
+    # recovers to a useless model. Above the bound (100 by default) is divergence.
+    blowing_up = {**PARAMS, "lr": 20.0, "momentum": 0.0}
+    free = run_trial(spec(params=blowing_up, epochs=3, diverge_above=math.inf), data)
+    assert free.state == "COMPLETE" and len(free.history) == 3
+    loss = free.history[0]["train_loss"]
+    assert 100 < loss < math.inf
+    result = run_trial(spec(params=blowing_up, epochs=3), data)
+    assert result.spec.diverge_above == 100
+    assert result.state == "FAIL" and len(result.history) == 1
+    assert result.error == f"diverged: train loss is {loss:.1e} at epoch 1"
+    assert re.fullmatch(r"diverged: train loss is \d\.\de\+\d\d at epoch 1", result.error)
+    assert run_trial(spec(params=blowing_up, epochs=3, diverge_above=loss * 2), data
+                     ).state == "COMPLETE"
+
+
+def test_a_sink_that_raises_is_one_warning_and_the_trials_are_recorded(data, capsys):
+    class Broken(MemorySink):  # TensorBoard on a full disk, say
+        def finish(self, result):
+            super().finish(result)
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    broken, fine = Broken(), MemorySink()
+    sinks = guarded([broken, fine])
+    first = run_trial(spec(), data, sinks)
+    second = run_trial(spec(seed=1), data, sinks)
+    assert first.state == second.state == "COMPLETE"
+    assert fine.finished == [first, second]
+    assert broken.finished == [first] and broken.started == [first.spec]  # off after it
+    assert capsys.readouterr().err.splitlines() == [
+        "harness: warning: broken failed in finish (OSError: [Errno 28] No space left on "
+        "device); it is off for the rest of the sweep, the trials go on"]
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_warning(data, tmp_path, capsys):
+    (tmp_path / "checkpoints").write_text("a file where the directory was")
+    path = tmp_path / "checkpoints" / "best.pt"
+    result = run_trial(spec(), data, checkpoint=path)
+    assert result.state == "COMPLETE" and result.error == "" and len(result.history) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1
+    assert err[0].startswith(f"harness: warning: checkpoint {path} not saved (")
+    assert "File exists" in err[0] and err[0].endswith("the trial's result is recorded "
+                                                       "without it")
 
 
 def test_an_exception_inside_a_trial_is_recorded(data):

@@ -6,13 +6,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, interrupt_epoch, small_config
+import yaml
+from conftest import ROOT, interrupt_epoch, run_cli, small_config
 
 from harness.config import VisdomConfig, parse_config
 from harness.sinks.visdom import parse_url
@@ -150,6 +152,64 @@ def test_a_server_killed_mid_sweep_is_one_warning_and_the_same_results(
     assert len(err) == 1 and "the sweep goes on" in err[0]
     on = pd.read_csv(tmp_path / "on" / "trials.csv")[STABLE]
     pd.testing.assert_frame_equal(on, pd.read_csv(tmp_path / "off" / "trials.csv")[STABLE])
+
+
+@pytest.fixture
+def silent_server():
+    """A TCP server on a free loopback port that accepts every connection and never
+    answers: what a hung or overloaded Visdom looks like to its clients."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    held = []
+
+    def accept():
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:  # closed at the end of the test
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield listener.getsockname()[1]
+    listener.close()
+    for connection in held:
+        connection.close()
+
+
+def test_a_server_that_never_answers_costs_one_wait_and_one_warning(silent_server, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(small_config()))
+
+    def timed(*args, timeout=600):
+        started = time.monotonic()
+        result = run_cli("sweep", str(config), "--quiet", *args, cwd=tmp_path, timeout=timeout)
+        return result, time.monotonic() - started
+
+    _, without = timed("--out", "off", "--visdom", "off")
+    result, elapsed = timed("--out", "r", "--visdom", f"http://127.0.0.1:{silent_server}",
+                            timeout=2 * without + 120)  # it used to wait forever
+    assert result.returncode == 0, result.stderr
+    trials = pd.read_csv(tmp_path / "r" / "trials.csv")
+    assert len(trials) == 4 and (trials.state == "COMPLETE").all()
+    assert result.stderr.splitlines() == [
+        f"harness: warning: visdom at http://127.0.0.1:{silent_server} failed (the server "
+        "did not answer in time); the live view is off, the sweep goes on"]
+    # It waits once (about 5 s); waiting in each of the sweep's ~25 Visdom calls would
+    # cost minutes. Generous, for a loaded machine.
+    assert elapsed - without < 45, (elapsed, without)
+
+
+def test_the_sink_gives_up_on_a_silent_server_after_its_timeout(silent_server):
+    from harness.sinks.visdom import TIMEOUT_S, VisdomSink
+
+    made = []
+    worker = threading.Thread(target=lambda: made.append(VisdomSink(
+        VisdomConfig("http://127.0.0.1", silent_server), parse_config(small_config()), 4)),
+        daemon=True)  # without timeouts this waits forever: the test must not
+    worker.start()
+    worker.join(timeout=sum(TIMEOUT_S) + 20)
+    assert made and not made[0].active
 
 
 def test_a_rerun_trial_replaces_its_trace(server, tmp_path, monkeypatch):

@@ -15,6 +15,7 @@ member is told apart by its own run name, which ends in its seed (`-s1`).
 from __future__ import annotations
 
 import math
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,8 +31,10 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 from harness.config import Config, Range, TensorBoardConfig
+from harness.errors import warn
 from harness.sinks.graph import graph_def
 from harness.sinks.images import png, prediction_grid
+from harness.trial import describe
 
 if TYPE_CHECKING:
     from harness.trial import TrialResult, TrialSpec
@@ -69,6 +72,7 @@ class TensorBoardSink:
         self.writer: SummaryWriter | None = None
         self.model: nn.Module | None = None
         self.spec: TrialSpec | None = None
+        quiet_writer_threads()
 
     def start(self, spec: TrialSpec, model: nn.Module) -> None:
         path = self.root / spec.run
@@ -111,8 +115,29 @@ class TensorBoardSink:
                 Summary(value=[Summary.Value(tag="test/predictions", image=image)]), last)
             self.writer.add_text("test/predictions", caption, last)
         self.writer.file_writer.add_summary(session_end(result.state))
-        self.writer.close()
-        self.writer = self.model = None
+        self.close()
+
+    def close(self) -> None:
+        """Let go of the trial's run, if one is open (also after an error)."""
+        writer, self.writer, self.model = self.writer, None, None
+        if writer is not None:
+            writer.close()
+
+
+def quiet_writer_threads() -> None:
+    """TensorBoard's writer thread re-raises its error (a full disk), which Python prints
+    as a traceback; the writer raises the same error on its next call, where the sink's
+    guard reports it in one line. So that thread's traceback is left out."""
+    previous = threading.excepthook
+    if getattr(previous, "quiet_writers", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if type(args.thread).__name__ != "_AsyncWriterThread":
+            previous(args)
+
+    hook.quiet_writers = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
 
 
 def histograms(tensors: dict[str, torch.Tensor]) -> Summary:
@@ -147,9 +172,19 @@ def histograms(tensors: dict[str, torch.Tensor]) -> Summary:
 
 def write_experiment(root: Path, config: Config, model: nn.Module, summary_md: str) -> None:
     """Once per sweep at tb/: the experiment summary (all columns of the HParams table),
-    the model graph and the model summary as text."""
+    the model graph and the model summary as text. A failure (a full disk) is one
+    warning: the sweep's results do not depend on it."""
     if any(root.glob("events.out.tfevents.*")):
         return  # a resumed sweep or another worker already wrote it
+    quiet_writer_threads()
+    try:
+        _write_experiment(root, config, model, summary_md)
+    except Exception as err:
+        warn(f"tensorboard failed writing the experiment summary in {root} ({describe(err)})"
+             "; the sweep goes on")
+
+
+def _write_experiment(root: Path, config: Config, model: nn.Module, summary_md: str) -> None:
     with SummaryWriter(str(root)) as writer:
         writer.file_writer.add_summary(experiment(config))
         settings = config.logging.tensorboard or TensorBoardConfig()

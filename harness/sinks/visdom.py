@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 
 from harness.config import Config, VisdomConfig
-from harness.trial import INTERRUPTED
+from harness.trial import INTERRUPTED, RETRYABLE
 
 if TYPE_CHECKING:
     from torch import nn
@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from harness.trial import TrialResult, TrialSpec
 
 CURVES = {"test_acc": "test accuracy", "train_loss": "train loss"}
+# Seconds to connect and to wait for each answer. Visdom's client waits for an answer
+# forever, so a server that accepts and never answers would stall the sweep; with
+# these, it costs one wait and one warning.
+TIMEOUT_S = (3.0, 5.0)
 
 
 LEADERBOARD_STYLE = ("<style>.harness-leaderboard { font-size: 13px; white-space: nowrap; "
@@ -78,11 +82,9 @@ class VisdomSink:
     # ------------------------------------------------------------------ internals
 
     def _connect(self, settings: VisdomConfig) -> None:
-        from visdom import Visdom
-
         logging.getLogger("visdom").setLevel(logging.CRITICAL)  # we say it once, below
-        viz = Visdom(server=settings.server, port=settings.port, env=self.env,
-                     raise_exceptions=True, use_incoming_socket=False)
+        viz = _client()(server=settings.server, port=settings.port, env=self.env,
+                        raise_exceptions=True, use_incoming_socket=False)
         if not viz.check_connection(timeout_seconds=0):
             raise ConnectionError("no server answers")
         self.viz = viz
@@ -115,7 +117,8 @@ class VisdomSink:
 
     def _progress_html(self, trials: pd.DataFrame) -> str:
         # An interrupted trial is not done: its point runs again.
-        trials = trials[~trials["error"].fillna("").astype(str).str.startswith(INTERRUPTED)]
+        again = trials["error"].fillna("").astype(str).str.startswith((INTERRUPTED, RETRYABLE))
+        trials = trials[~again]
         done = len(trials)
         elapsed = time.monotonic() - self.started
         failed = int((trials["state"] == "FAIL").sum())
@@ -146,5 +149,29 @@ class VisdomSink:
         except Exception as err:  # requests, visdom and socket errors all end the same
             self.viz = None
             reason = html.unescape(str(err).splitlines()[0]) if str(err) else type(err).__name__
+            if "Timeout" in type(err.__context__).__name__:  # requests' Read/ConnectTimeout
+                reason = "the server did not answer in time"
             print(f"harness: warning: visdom at {self.address} failed ({reason}); the live "
                   "view is off, the sweep goes on", file=sys.stderr)
+
+
+def _client() -> type:
+    """Visdom's client with timeouts on every request (its constructor's included)."""
+    import requests
+    from visdom import Visdom
+
+    class Client(Visdom):
+        def _handle_post(self, url: str, data: Any = None) -> str:
+            self._last_post_time = time.time()
+            try:
+                return self.session.post(url, data=data or {}, timeout=TIMEOUT_S).text
+            except requests.Timeout:
+                raise
+            except requests.ConnectionError:  # a kept-alive connection the server closed
+                with self._session_lock:
+                    stale, self._session = self._session, None
+                if stale is not None:
+                    stale.close()
+                return self.session.post(url, data=data or {}, timeout=TIMEOUT_S).text
+
+    return Client

@@ -1,0 +1,50 @@
+"""One guard around each sink: its first error is one warning line and the sink is off
+for the rest of the sweep, so that a sink's trouble (TensorBoard on a full disk, a lost
+server) never costs a trial's result."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import warn
+from harness.trial import describe
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from harness.sinks.base import Sink
+    from harness.trial import TrialResult, TrialSpec
+
+
+class Guarded:
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.name = type(sink).__name__.removesuffix("Sink").lower() or "a sink"
+        self.on = True
+
+    def start(self, spec: TrialSpec, model: nn.Module) -> None:
+        self._call("start", spec, model)
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        self._call("log", metrics, step)
+
+    def finish(self, result: TrialResult) -> None:
+        self._call("finish", result)
+
+    def _call(self, method: str, *args: Any) -> None:
+        if not self.on:
+            return
+        try:
+            getattr(self.sink, method)(*args)
+        except Exception as err:  # whatever a sink raises, the trial goes on without it
+            self.on = False
+            warn(f"{self.name} failed in {method} ({describe(err)}); it is off for the "
+                 "rest of the sweep, the trials go on")
+            with contextlib.suppress(Exception):  # let go of its files, if it can
+                getattr(self.sink, "close", lambda: None)()
+
+
+def guarded(sinks: list[Sink]) -> list[Sink]:
+    """Each sink behind its own guard."""
+    return [sink if isinstance(sink, Guarded) else Guarded(sink) for sink in sinks]
