@@ -25,6 +25,7 @@ from harness.schema import (
     show,
 )
 from harness.space import SEARCHABLE, Range, parse_space
+from harness.types import DIVERGE_ABOVE
 from harness.yamlfile import read_yaml
 
 DATASETS = ("mnist", "mnist-5k", "synthetic")
@@ -63,7 +64,7 @@ class TrainConfig:
     eval_batch_size: int = 1000  # evaluation only: bigger is faster, results are the same
     amp: bool = False  # bf16 autocast (fast on recent GPUs; changes the numbers slightly)
     channels_last: bool = False  # NHWC memory layout for the convolutions (GPU)
-    diverge_above: float = 100.0  # a mean epoch train loss above this (or nan) fails as diverged
+    diverge_above: float = DIVERGE_ABOVE  # a mean epoch train loss above it (or nan): diverged
 
 
 @dataclass(frozen=True)

@@ -57,3 +57,9 @@ def no_space(err: BaseException | None) -> OSError | None:
 def warn(message: str) -> None:
     """One line on stderr for a problem that costs a side output, never a result."""
     print(f"harness: warning: {message}", file=sys.stderr, flush=True)
+
+
+def describe(err: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__

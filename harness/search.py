@@ -28,7 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from harness.config import SEARCHABLE, Config, Range
 from harness.owner import heartbeats_on, is_dead_here, this_process
-from harness.trial import INTERRUPTED, RETRYABLE, TrialSpec
+from harness.types import INTERRUPTED, RETRYABLE, TrialSpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 # Heartbeats and fail_stale_trials are marked experimental, and meant for optimize();

@@ -102,7 +102,7 @@ def _run_with_workers(config: Config, out: Path, storage: optuna.storages.BaseSt
     if isinstance(storage, optuna.storages.RDBStorage):
         storage.engine.dispose()  # no database connection may cross a fork
     torch.set_num_threads(workers.threads_per_worker(options.workers))
-    children = workers.spawn(config, dataclasses.replace(options, out=out),
+    children = workers.spawn(run_sweep, config, dataclasses.replace(options, out=out),
                              options.workers - 1, device)
     try:
         outcome = _run(config, out, storage, data, options)

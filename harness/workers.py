@@ -10,14 +10,18 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 if TYPE_CHECKING:
     from harness.config import Config
-    from harness.sweep import SweepOptions
+
+# What a child runs: sweep.run_sweep(config, options), handed in by the sweep so that this
+# module never imports the sweep (which imports it). `options` is a sweep.SweepOptions.
+Run = Callable[[Any, Any], object]
 
 JOIN_TIMEOUT_S = 120  # after Ctrl-C, how long a child gets to record its trial
 STOP_GRACE_S = 5  # how long an interrupted parent waits before it interrupts its children
@@ -35,13 +39,13 @@ def start_method(device: torch.device) -> str:
     return "spawn"
 
 
-def spawn(config: Config, options: SweepOptions, children: int, device: torch.device
+def spawn(run: Run, config: Config, options: Any, children: int, device: torch.device
           ) -> list[BaseProcess]:
     """Start `children` worker processes on the sweep that `options.out` holds."""
     context = multiprocessing.get_context(start_method(device))
     child = dataclasses.replace(options, workers=1, fresh=False, child=True)
     threads = threads_per_worker(options.workers)
-    processes = [context.Process(target=_work, args=(config, child, threads), daemon=False)
+    processes = [context.Process(target=_work, args=(run, config, child, threads), daemon=False)
                  for _ in range(children)]
     for process in processes:
         process.start()
@@ -67,11 +71,9 @@ def join(processes: list[BaseProcess]) -> list[int | None]:
     return [process.exitcode for process in processes]
 
 
-def _work(config: Config, options: SweepOptions, threads: int) -> None:
-    from harness.sweep import run_sweep
-
+def _work(run: Run, config: Config, options: Any, threads: int) -> None:
     torch.set_num_threads(threads)
     try:
-        run_sweep(config, options)
+        run(config, options)
     except KeyboardInterrupt:
         sys.exit(130)

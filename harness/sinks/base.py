@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from torch import nn
 
-    from harness.trial import TrialResult, TrialSpec
+    from harness.types import TrialResult, TrialSpec
 
 
 class Sink(Protocol):

@@ -7,14 +7,13 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from harness.errors import warn
-from harness.trial import describe
+from harness.errors import describe, warn
 
 if TYPE_CHECKING:
     from torch import nn
 
     from harness.sinks.base import Sink
-    from harness.trial import TrialResult, TrialSpec
+    from harness.types import TrialResult, TrialSpec
 
 
 class Guarded:

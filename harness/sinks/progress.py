@@ -11,7 +11,7 @@ from tqdm import tqdm
 if TYPE_CHECKING:
     from torch import nn
 
-    from harness.trial import TrialResult, TrialSpec
+    from harness.types import TrialResult, TrialSpec
 
 
 class ProgressSink:

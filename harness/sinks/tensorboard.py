@@ -31,13 +31,12 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 from harness.config import Config, Range, TensorBoardConfig
-from harness.errors import warn
+from harness.errors import describe, warn
 from harness.sinks.graph import graph_def
 from harness.sinks.images import png, prediction_grid
-from harness.trial import describe
 
 if TYPE_CHECKING:
-    from harness.trial import TrialResult, TrialSpec
+    from harness.types import TrialResult, TrialSpec
 
 SCALARS = {"train_loss": "train/loss", "val_loss": "val/loss", "val_acc": "val/accuracy",
            "test_loss": "test/loss", "test_acc": "test/accuracy", "lr": "train/lr",

@@ -18,12 +18,12 @@ from urllib.parse import urlsplit
 import pandas as pd
 
 from harness.config import Config, VisdomConfig
-from harness.trial import INTERRUPTED, RETRYABLE
+from harness.types import INTERRUPTED, RETRYABLE
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from harness.trial import TrialResult, TrialSpec
+    from harness.types import TrialResult, TrialSpec
 
 CURVES = {"test_acc": "test accuracy", "train_loss": "train loss"}
 # Seconds to connect and to wait for each answer. Visdom's client waits for an answer

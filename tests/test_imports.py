@@ -1,0 +1,63 @@
+"""Data and imports flow one way: no module of harness reaches itself through imports,
+counting imports inside functions and under TYPE_CHECKING."""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "harness"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if path.name == "__init__.py" else parts)
+
+
+def imported(path: Path, name: str, modules: set[str]) -> set[str]:
+    """The modules of harness that `path` imports anywhere in its code."""
+    found: set[str] = set()
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package[: len(package) - node.level + 1]
+                base = ".".join([*parent, base] if base else parent)
+            found |= {base} | {f"{base}.{alias.name}" for alias in node.names}
+    return {m for m in found if m in modules and m != name}
+
+
+def import_graph() -> dict[str, set[str]]:
+    paths = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    return {name: imported(path, name, set(paths)) for name, path in paths.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Pairs of modules that reach each other."""
+    def reach(start: str) -> set[str]:
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in graph[todo.pop()]:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return seen
+    return sorted({tuple(sorted((a, b))) for a in graph for b in graph[a] if a in reach(b)})
+
+
+def test_no_module_of_harness_reaches_itself_through_imports():
+    assert cycles(import_graph()) == []
+
+
+def test_the_check_sees_a_cycle_through_an_import_inside_a_function(tmp_path):
+    graph = {"harness.a": {"harness.b"}, "harness.b": {"harness.a"}, "harness.c": set()}
+    assert cycles(graph) == [("harness.a", "harness.b")]
+    code = "def f():\n    from harness.sweep import run_sweep\n"
+    (tmp_path / "m.py").write_text(code)
+    assert imported(tmp_path / "m.py", "harness.m", {"harness.sweep", "harness.m"}) == {
+        "harness.sweep"}
+
+
+def test_types_is_a_leaf():
+    assert import_graph()["harness.types"] == set()
