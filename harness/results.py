@@ -117,7 +117,7 @@ def read_sweep(out: Path) -> SavedSweep:
     """A finished or running sweep's files, for compare and report; results written by
     earlier versions too (a best_test_acc column and no validation)."""
     try:
-        trials = pd.read_csv(out / "trials.csv", keep_default_na=True)
+        trials = pd.read_csv(out / "trials.csv", dtype={"error": str})
         history = pd.read_csv(out / "history.csv")
         config = yaml.safe_load((out / "config.yaml").read_text())
     except (OSError, pd.errors.ParserError, yaml.YAMLError) as err:

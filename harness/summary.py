@@ -104,12 +104,15 @@ def leaderboard_caption(spec: Spec, board: pd.DataFrame) -> str:
             else f", kept >= {low:g}" if math.isfinite(low) else "")
     tested = int(board["p_vs_leader"].notna().sum()) if "p_vs_leader" in board else 0
     rows = f"{tested} row{'' if tested == 1 else 's'}"
+    tests = ("p_vs_leader: Welch's t-test against rank 1; p_holm: Holm-adjusted over the "
+             f"{rows} tested; tied_with_leader: p_holm >= {stats.ALPHA}. Blank where "
+             "either side has fewer than 2 seeds." if tested else "p_vs_leader, p_holm "
+             "and tied_with_leader (Welch's t-test against rank 1, Holm-adjusted) need 2 "
+             "or more seeds on both sides: none here.")
     return (f"Ranked by the mean {spec.metric} ({'max' if spec.maximize else 'min'}imized) "
             "over each configuration's COMPLETE seeds (n); n_failed and n_pruned count "
             f"the others. ci95: Student's t interval of the mean{kept}; none for one seed. "
-            "p_vs_leader: Welch's t-test against rank 1; p_holm: Holm-adjusted over the "
-            f"{rows} tested; tied_with_leader: p_holm >= {stats.ALPHA}. Blank where either "
-            "side has fewer than 2 seeds.")
+            + tests)
 
 
 def failed_notes(c: Comparison) -> tuple[str, ...]:
