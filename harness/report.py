@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import itertools
 from pathlib import Path
 
 import matplotlib
@@ -48,7 +49,7 @@ def render(c: Comparison, history: pd.DataFrame, title: str) -> str:
     for section in summary.sections(c):
         body += _section(section)
         if section.heading == "Leaderboard" and not c.board.empty:
-            body += ["<h2>Learning curves of the top trials</h2>",
+            body += ["<h2>Learning curves of the top trials</h2>", *_curves_note(c),
                      _img(curves(c.trials, history, c.spec))]
         if section.heading == "By hyperparameter value":
             body += ["<h2>Objective against each hyperparameter</h2>",
@@ -78,29 +79,71 @@ def _section(section: Section) -> list[str]:
     return parts
 
 
+def _curves_note(c: Comparison) -> list[str]:
+    split = tables.curve_split(c.trials, c.spec.maximize, c.spec.metric)
+    if split is None:
+        return []
+    note = split.note()
+    return [f"<p class=note>{html.escape(note[0].upper() + note[1:])}.</p>"]
+
+
 def curves(trials: pd.DataFrame, history: pd.DataFrame, spec: Spec) -> plt.Figure:
     """The objective's metric (test accuracy in results without it) and the train loss
-    per epoch; a curve is labelled with its sweep when several are compared."""
-    top = tables.top_trials(trials, TOP, spec.maximize)
-    top = top[top["state"] == "COMPLETE"]
+    per epoch; a curve is labelled with its sweep when several are compared. Beyond
+    tables.CURVES_EACH trials, the top ones and a band of the others (see CurveSplit)."""
+    split = tables.curve_split(trials, spec.maximize, spec.metric)
+    if split is None:
+        top = tables.top_trials(trials, TOP, spec.maximize)
+        top = top[top["state"] == "COMPLETE"]
+    else:
+        top = split.top
     metric = spec.metric if spec.metric in history.columns else "test_acc"
-    fig, (left, loss) = plt.subplots(1, 2, figsize=(12, 4))
+    fig, (left, loss) = plt.subplots(1, 2, figsize=(12, 4 if split is None else 5.5))
+    for ax, column in ((left, metric), (loss, "train_loss")):
+        _trial_curves(ax, top, history, column)
+        if split is not None:
+            _bands(ax, split, history, column)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    left.set(xlabel="epoch", ylabel=metric, title=metric)
+    if metric.endswith("_loss"):
+        left.set_yscale("log")
+    loss.set(xlabel="epoch", ylabel="train loss", title="train loss", yscale="log")
+    if split is None:
+        left.legend(fontsize=8)
+    else:  # below both plots: eleven entries would hide the curves
+        left.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0, -0.14), ncol=4)
+        fig.subplots_adjust(bottom=0.34, wspace=0.3)
+    return fig
+
+
+def _trial_curves(ax: plt.Axes, top: pd.DataFrame, history: pd.DataFrame,
+                  column: str) -> None:
+    """One labelled curve per trial; a trial that did not complete says its state."""
     for _, trial in top.iterrows():
         rows = history[history["run"] == trial["run"]]
         label = trial["run"]
         if "sweep" in top.columns:
             rows = rows[rows["sweep"] == trial["sweep"]]
             label = f"{trial['sweep']}: {trial['run']}"
-        left.plot(rows["epoch"], rows[metric], marker="o", label=label)
-        loss.plot(rows["epoch"], rows["train_loss"], marker="o", label=label)
-    for ax in (left, loss):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    left.set(xlabel="epoch", ylabel=metric, title=metric)
-    if metric.endswith("_loss"):
-        left.set_yscale("log")
-    loss.set(xlabel="epoch", ylabel="train loss", title="train loss", yscale="log")
-    left.legend(fontsize=8)
-    return fig
+        if trial["state"] != "COMPLETE":
+            label += f" ({trial['state']})"
+        ax.plot(rows["epoch"], rows[column], marker="o", label=label)
+
+
+def _bands(ax: plt.Axes, split: tables.CurveSplit, history: pd.DataFrame,
+           column: str) -> None:
+    """The other trials' quartiles per epoch as a grey band, their median dashed, with
+    whiskers so that a single epoch shows too; one band per sweep."""
+    stats = tables.band(history, split.others, column)
+    for sweep, style in zip(split.sweeps, itertools.cycle(("--", ":", "-."))):
+        rows = stats[stats["sweep"] == sweep] if sweep else stats
+        n = split.others["sweep"].eq(sweep).sum() if sweep else len(split.others)
+        label = f"{sweep + ': ' if sweep else ''}the other {n}: median, quartiles"
+        ax.fill_between(rows["epoch"], rows["q1"], rows["q3"], color="grey", alpha=0.2,
+                        linewidth=0)
+        ax.errorbar(rows["epoch"], rows["median"], yerr=[rows["median"] - rows["q1"],
+                    rows["q3"] - rows["median"]], color="0.4", linestyle=style, marker="s",
+                    markersize=4, capsize=3, label=label)
 
 
 def _heatmaps(pivots: list[slices.Pivot]) -> plt.Figure:

@@ -177,7 +177,7 @@ class _Sinks:
         if config.logging.tensorboard is not None:
             examples = (data.x_test[:EXAMPLES], data.y_test[:EXAMPLES])
             self.all.append(TensorBoardSink(out / "tb", config, examples))
-        self.live = _visdom(config, options)
+        self.live = _visdom(config, options, out)
         if self.live is not None:
             self.all.append(self.live)
         self.all = guarded(self.all)
@@ -192,7 +192,7 @@ class _Sinks:
             self.live.close()
 
 
-def _visdom(config: Config, options: SweepOptions) -> VisdomSink | None:
+def _visdom(config: Config, options: SweepOptions, out: Path) -> VisdomSink | None:
     """The live view, from --visdom (a URL or off) or else logging.visdom."""
     if options.visdom == "off":
         return None
@@ -202,7 +202,7 @@ def _visdom(config: Config, options: SweepOptions) -> VisdomSink | None:
         settings = dataclasses.replace(visdom_url(options.visdom), env=env)
     if settings is None:
         return None
-    return VisdomSink(settings, config, total_points(config))
+    return VisdomSink(settings, config, total_points(config), out / "history.csv")
 
 
 def _pruning(trial: optuna.Trial, config: Config) -> Any:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from harness import stats
@@ -26,6 +27,8 @@ TEST_COLUMNS = ("test_acc", "best_test_acc")  # the reported test metric; the 2n
 TOP_COLUMNS = ["sweep", "run", "state", "optimizer", "lr", "batch_size", "seed", "value",
                "test_acc", "best_epoch", "final_test_loss", "duration_s"]
 ALPHA = stats.ALPHA
+CURVES_EACH = 20  # up to this many trials, a view of learning curves draws each one
+CURVES_TOP = 10  # beyond that, the top ones by the objective, and the others as a band
 
 
 @dataclass(frozen=True)
@@ -71,13 +74,68 @@ def state_counts(trials: pd.DataFrame) -> str:
     return f"{len(trials)} trials: " + ", ".join(parts) if parts else "0 trials"
 
 
-def top_trials(trials: pd.DataFrame, k: int = 5, maximize: bool = True) -> pd.DataFrame:
-    """The k best trials by the objective (`value`), failed and pruned ones last."""
+def ranked_trials(trials: pd.DataFrame, maximize: bool = True) -> pd.DataFrame:
+    """Every trial, best first by the objective (`value`), failed and pruned ones last."""
     ranked = trials.assign(_complete=trials["state"] == "COMPLETE").sort_values(
         ["_complete", "value"], ascending=[False, not maximize], na_position="last")
+    return ranked.drop(columns="_complete")
+
+
+def top_trials(trials: pd.DataFrame, k: int = 5, maximize: bool = True) -> pd.DataFrame:
+    """The k best trials by the objective (`value`), failed and pruned ones last."""
     test = test_column(trials)
     columns = [test if c == "test_acc" else c for c in TOP_COLUMNS]
+    ranked = ranked_trials(trials, maximize)
     return ranked[[c for c in columns if c in trials.columns]].head(k).reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class CurveSplit:
+    """The trials a view of learning curves draws one by one (`top`, best first) and
+    those it shows only as a band per epoch: their median and quartiles (`others`),
+    one band per sweep when several are compared."""
+    top: pd.DataFrame
+    others: pd.DataFrame
+    metric: str  # the objective that ranked them
+
+    @property
+    def sweeps(self) -> list[str]:
+        """The compared sweeps with a band (each its own); [""] for one sweep alone."""
+        return self.others["sweep"].unique().tolist() if "sweep" in self.others else [""]
+
+    def note(self) -> str:
+        """'top 10 of 30 trials by val_acc; the band is the other 20: median and
+        quartiles per epoch' (with each sweep's count when several have a band)."""
+        total = len(self.top) + len(self.others)
+        head = f"top {len(self.top)} of {total} trials by {self.metric}"
+        if self.sweeps == [""]:
+            return f"{head}; the band is the other {len(self.others)}: median and " \
+                "quartiles per epoch"
+        counts = ", ".join(f"{name}: {n}" for name, n in
+                           self.others.groupby("sweep", sort=False).size().items())
+        return f"{head}; each sweep's band is its other trials ({counts}): median and " \
+            "quartiles per epoch"
+
+
+def curve_split(trials: pd.DataFrame, maximize: bool, metric: str) -> CurveSplit | None:
+    """The top CURVES_TOP trials and the others, or None for CURVES_EACH trials or
+    fewer: a view that small draws every trial as it is."""
+    if len(trials) <= CURVES_EACH:
+        return None
+    ranked = ranked_trials(trials, maximize)
+    return CurveSplit(ranked.head(CURVES_TOP), ranked.iloc[CURVES_TOP:], metric)
+
+
+def band(history: pd.DataFrame, trials: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Per epoch (and sweep, when `trials` has several), the quartiles of `column` over
+    these trials' histories: [sweep,] epoch, n, q1, median, q3. Values that are not
+    finite (a diverged loss) are left out: n says how many are left."""
+    keys = [c for c in ("sweep", "run") if c in trials.columns and c in history.columns]
+    rows = history.merge(trials[keys], on=keys)
+    rows = rows[np.isfinite(rows[column].to_numpy(dtype=float))]
+    return rows.groupby([*keys[:-1], "epoch"])[column].agg(
+        n="count", q1=lambda v: v.quantile(0.25), median="median",
+        q3=lambda v: v.quantile(0.75)).reset_index()
 
 
 def test_column(trials: pd.DataFrame) -> str | None:

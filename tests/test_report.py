@@ -5,14 +5,15 @@ import re
 import shutil
 from html.parser import HTMLParser
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from conftest import run_cli, small_config
 
 from harness.config import ConfigError, parse_config
-from harness.report import curves
-from harness.results import read_sweeps, sweep_labels
+from harness.report import _img, curves
+from harness.results import read_sweep, read_sweeps, sweep_labels
 from harness.sweep import SweepOptions, run_sweep
 
 SPACE = {"lr": [0.02, 1.0e6], "optimizer": ["sgd", "adam"]}  # lr 1e6 always diverges
@@ -222,3 +223,54 @@ def test_compare_of_a_directory_without_results_is_bad_input(tmp_path):
     assert result.returncode == 2
     assert "not a readable results directory" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def thirty(tmp_path_factory):
+    """30 trials of one epoch: 15 learning rates x 2 batch sizes."""
+    out = tmp_path_factory.mktemp("thirty") / "thirty"
+    lrs = np.geomspace(0.002, 0.2, 15).round(5).tolist()
+    raw = small_config(name="thirty", data={"train_size": 64, "test_size": 32},
+                       train={"epochs": 1}, search={"space": {
+                           "lr": lrs, "batch_size": [16, 32], "optimizer": ["sgd"]}})
+    run_sweep(parse_config(raw), SweepOptions(out=out, progress=False))
+    return out
+
+
+def test_past_20_trials_the_report_draws_the_top_10_and_a_band_of_the_others(thirty):
+    result = run_cli("report", str(thirty), cwd=thirty)
+    assert result.returncode == 0, result.stderr
+    text = (thirty / "report.html").read_text()
+    trials = pd.read_csv(thirty / "trials.csv")
+    history = pd.read_csv(thirty / "history.csv")
+    assert len(trials) == 30 and history.run.nunique() == 30 and trials.state.eq(
+        "COMPLETE").all()
+    assert len(pd.read_csv(thirty / "tables" / "leaderboard.csv")) == 30
+    assert ("<p class=note>Top 10 of 30 trials by val_acc; the band is the other 20: "
+            "median and quartiles per epoch.</p>") in text
+    top = trials.sort_values("value", ascending=False, kind="stable").run.head(10).tolist()
+    others = history[~history.run.isin(top)]
+    sweep = read_sweep(thirty)
+    figure = curves(sweep.trials, sweep.history, sweep.spec)
+    for ax, column in zip(figure.axes, ("val_acc", "train_loss"), strict=True):
+        named = [line for line in ax.get_lines() if not line.get_label().startswith("_")]
+        assert [line.get_label() for line in named] == top
+        (band,) = ax.containers  # the others' median, with quartile whiskers
+        median = others.groupby("epoch")[column].median()
+        assert band.lines[0].get_ydata().tolist() == pytest.approx(median.tolist())
+    legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert legend == [*top, "the other 20: median, quartiles"]
+    assert _img(figure) in text  # report.html embeds exactly this figure
+
+
+def test_compared_sweeps_past_20_trials_have_a_band_each(thirty, tmp_path):
+    shutil.copytree(thirty, tmp_path / "again")
+    sweep = read_sweeps([thirty, tmp_path / "again"])
+    figure = curves(sweep.trials, sweep.history, sweep.spec)
+    legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    named, bands = legend[:10], legend[10:]
+    assert {label.split(": ")[0] for label in named} <= {"thirty", "again"}
+    counts = sweep.trials.groupby("sweep").size().sub(pd.Series(
+        [label.split(": ")[0] for label in named]).value_counts(), fill_value=0)
+    assert sorted(bands) == sorted(f"{name}: the other {n}: median, quartiles"
+                                   for name, n in counts.items())

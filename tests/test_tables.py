@@ -311,3 +311,56 @@ def test_specs_are_read_from_config_yaml():
     assert spec == Spec(False, "val_loss", ("lr", "momentum", "optimizer"),
                         {"lr": True, "momentum": False})
     assert Spec.from_config({}).metric == "test_acc"  # what earlier versions selected on
+
+
+def many(n, failed=(), maximize=True):
+    """n trials with distinct values; those in `failed` FAIL."""
+    rng = np.random.default_rng(n)
+    return pd.DataFrame([trial(f"{i:04d}", "sgd", 0.001 * (i + 1), 64, 0, v,
+                               "FAIL" if i in failed else "COMPLETE")
+                         for i, v in enumerate(rng.permutation(n) / n)])
+
+
+def test_up_to_20_trials_every_curve_is_drawn():
+    assert tables.curve_split(many(20), True, "val_acc") is None
+
+
+@pytest.mark.parametrize("maximize", [True, False])
+def test_past_20_trials_the_top_10_by_the_objective_are_drawn_failed_last(maximize):
+    trials = many(30, failed={3, 4})
+    split = tables.curve_split(trials, maximize, "val_acc")
+    complete = trials[trials.state == "COMPLETE"].sort_values("value", ascending=not maximize)
+    assert split.top["run"].tolist() == complete["run"].head(10).tolist()
+    assert sorted(split.others["run"]) == sorted(set(trials.run) - set(split.top.run))
+    assert split.note() == ("top 10 of 30 trials by val_acc; the band is the other 20: "
+                            "median and quartiles per epoch")
+    few_complete = tables.curve_split(many(30, failed=set(range(25))), maximize, "val_acc")
+    assert few_complete.top["state"].tolist() == ["COMPLETE"] * 5 + ["FAIL"] * 5
+
+
+def test_the_band_is_numpys_quartiles_per_epoch_without_diverged_values():
+    rng = np.random.default_rng(0)
+    history = pd.DataFrame([{"run": f"r{i}", "epoch": e, "val_acc": rng.uniform()}
+                            for i in range(12) for e in (1, 2, 3) if i < 9 or e < 3])
+    history.loc[history.run == "r0", "val_acc"] = [np.inf, np.nan, 0.5]  # diverged
+    others = pd.DataFrame({"run": [f"r{i}" for i in range(11)]})  # r11: a top trial
+    band = tables.band(history, others, "val_acc").set_index("epoch")
+    mine = history[history.run.isin(others.run) & np.isfinite(history.val_acc)]
+    for epoch, rows in mine.groupby("epoch"):
+        q1, median, q3 = np.quantile(rows.val_acc, [0.25, 0.5, 0.75])
+        assert band.loc[epoch, ["q1", "median", "q3"]].tolist() == pytest.approx(
+            [q1, median, q3])
+    assert band["n"].tolist() == [10, 10, 9]
+
+
+def test_compared_sweeps_have_a_band_each():
+    trials = pd.concat([many(15).assign(sweep="a"), many(15).assign(sweep="b")])
+    history = trials[["sweep", "run"]].assign(epoch=1, val_acc=trials["value"])
+    split = tables.curve_split(trials, True, "val_acc")
+    assert sorted(split.sweeps) == ["a", "b"]
+    band = tables.band(history, split.others, "val_acc")
+    for sweep, rows in split.others.groupby("sweep"):
+        assert band.loc[band.sweep == sweep, "median"].item() == pytest.approx(
+            rows["value"].median())
+    counts = split.others.groupby("sweep").size()
+    assert ", ".join(f"{s}: {counts[s]}" for s in split.sweeps) in split.note()

@@ -11,14 +11,17 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from conftest import ROOT, interrupt_epoch, run_cli, small_config
 
+import harness.sinks.visdom
 from harness.config import VisdomConfig, parse_config
-from harness.sinks.visdom import parse_url
+from harness.sinks.visdom import BAND, VisdomSink, parse_url
 from harness.sweep import SweepOptions, run_sweep
+from harness.trial import TrialSpec
 
 STABLE = ["trial", "run", "state", "val_acc", "test_acc", "best_epoch", "final_test_acc",
           "final_test_loss", "final_train_loss", "error"]
@@ -226,6 +229,95 @@ def test_a_rerun_trial_replaces_its_trace(server, tmp_path, monkeypatch):
     logged = traces(client(port), "test_acc")
     assert list(logged) == ["0000-sgd-lr0.02-bs64-s0"]
     assert [x for x, _ in logged["0000-sgd-lr0.02-bs64-s0"]] == [1, 2]
+
+
+def window(viz, win):
+    return json.loads(viz.get_window_data(win, env="test-env"))
+
+
+def assert_band(logged, others, column):
+    """The band's traces are numpy's quartiles per epoch of the other trials' history."""
+    for name, q in zip(BAND, (0.25, 0.75, 0.5), strict=True):
+        expected = others.groupby("epoch")[column].quantile(q)
+        assert [x for x, _ in logged[name]] == expected.index.tolist()
+        assert [y for _, y in logged[name]] == pytest.approx(
+            [np.quantile(others.loc[others.epoch == e, column], q) for e in expected.index])
+
+
+def test_past_20_trials_a_curve_window_holds_the_top_10_and_a_band(server, tmp_path):
+    port, _ = server
+    lrs = np.geomspace(0.002, 0.2, 15).round(5).tolist()
+    sweep(tmp_path / "r", port, data={"train_size": 64, "test_size": 32}, train={"epochs": 1},
+          search={"space": {"lr": lrs, "batch_size": [16, 32], "optimizer": ["sgd"]}})
+    trials = pd.read_csv(tmp_path / "r" / "trials.csv")
+    history = pd.read_csv(tmp_path / "r" / "history.csv")
+    assert len(trials) == 30 and history.run.nunique() == 30 and trials.state.eq(
+        "COMPLETE").all()
+    assert len(pd.read_csv(tmp_path / "r" / "tables" / "leaderboard.csv")) == 30
+    top = trials.sort_values("value", ascending=False, kind="stable").run.head(10).tolist()
+    viz = client(port)
+    for win in ("test_acc", "train_loss"):
+        logged = traces(viz, win)
+        assert sorted(logged) == sorted([*top, *BAND])
+        for run in top:
+            rows = history[history.run == run]
+            assert [y for _, y in logged[run]] == pytest.approx(rows[win].tolist())
+        assert_band(logged, history[~history.run.isin(top)], win)
+        assert window(viz, win)["title"].endswith(
+            ": top 10 of 30 trials by val_acc; the band is the other 20: median and "
+            "quartiles per epoch")
+
+
+class Trials:
+    """Trials as a sweep records them, without training: the sink's live points, then
+    trials.csv's row and history.csv's lines, then the refresh after each trial."""
+
+    def __init__(self, port, history):
+        raw = small_config(logging={"tensorboard": False,
+                                    "visdom": {"port": port, "env": "test-env"}})
+        self.config, self.history = parse_config(raw), history
+        self.rows, self.lines = [], []
+
+    def sink(self):
+        return VisdomSink(self.config.logging.visdom, self.config, 40, self.history)
+
+    def run(self, sink, number, value, epochs=2, record=True):
+        run = f"{number:04d}-sgd"
+        sink.start(TrialSpec(number, run, {}, 0, epochs), None)
+        points = [{"epoch": e, "test_acc": value * e / epochs, "train_loss": 1 / (value * e)}
+                  for e in range(1, epochs + 1)]
+        for point in points:
+            sink.log(point, point["epoch"])
+        if record:
+            self.rows.append({"trial": number, "run": run, "state": "COMPLETE",
+                              "value": value, "duration_s": 1.0, "error": ""})
+            self.lines += [{"run": run} | point for point in points]
+            pd.DataFrame(self.lines).to_csv(self.history, index=False)
+            sink.refresh(pd.DataFrame(self.rows), maximize=True)
+        return run
+
+
+def test_a_trial_that_drops_out_of_the_top_leaves_the_window_for_the_band(
+        server, tmp_path, monkeypatch):
+    port, _ = server
+    monkeypatch.setattr(harness.sinks.visdom, "REDRAW_EVERY_S", 3600)
+    trials = Trials(port, tmp_path / "history.csv")
+    sink, other_worker = trials.sink(), trials.sink()
+    runs = [trials.run(sink, i, 0.01 * (i + 1)) for i in range(20)]
+    viz = client(port)
+    assert sorted(traces(viz, "test_acc")) == sorted(runs)  # up to 20: every trial
+    runs.append(trials.run(sink, 20, 0.5))  # the first redraw is never put off
+    assert sorted(traces(viz, "test_acc")) == sorted([*runs[11:], *BAND])
+    running = trials.run(other_worker, 30, 0.9, epochs=1, record=False)
+    runs.append(trials.run(sink, 21, 0.6))  # the next is, until REDRAW_EVERY_S or close
+    assert sorted(traces(viz, "test_acc")) == sorted([*runs[11:], running, *BAND])
+    sink.close()
+    logged = traces(viz, "test_acc")
+    assert sorted(logged) == sorted([*runs[12:], running, *BAND])  # 0011 dropped out
+    assert logged[running] == [(1, 0.9)]  # still running, elsewhere: kept as drawn
+    history = pd.read_csv(trials.history)
+    assert_band(logged, history[history.run.isin(runs[:12])], "test_acc")
+    assert "top 10 of 22 trials" in window(viz, "train_loss")["title"]
 
 
 def listening_addresses(port: int) -> set[str]:

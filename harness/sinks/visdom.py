@@ -2,6 +2,9 @@
 
 Windows: test accuracy and train loss with one trace per trial (legend: the run name),
 a leaderboard, a progress pane and, for the optuna method, the best objective so far.
+Past tables.CURVES_EACH finished trials the curve windows are redrawn from history.csv
+(every few seconds and at the end): the top trials by the objective, the others as one
+band (median and quartiles per epoch), and the trials still running; the title says so.
 Visdom must never cost a result: no server, or a server that goes away, is one warning
 line on stderr and the sweep goes on without it.
 """
@@ -9,14 +12,18 @@ line on stderr and the sweep goes on without it.
 from __future__ import annotations
 
 import html
+import json
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import numpy as np
 import pandas as pd
 
+from harness import tables
 from harness.config import Config, VisdomConfig
 from harness.types import INTERRUPTED, RETRYABLE
 
@@ -30,6 +37,18 @@ CURVES = {"test_acc": "test accuracy", "train_loss": "train loss"}
 # forever, so a server that accepts and never answers would stall the sweep; with
 # these, it costs one wait and one warning.
 TIMEOUT_S = (3.0, 5.0)
+# A redraw costs about 0.1 s on a busy 2-core machine (as much at 30 trials as at 2,000):
+# tiny trials would spend more time redrawing than training. In between, finished
+# trials keep their live traces.
+REDRAW_EVERY_S = 5.0
+# The band's traces: quartile 1, then 3 filled down to it ('tonexty'), then the median.
+BAND = ("others: quartile 1", "others: quartile 3", "others: median")
+BAND_STYLE = {
+    BAND[0]: {"line": {"color": "rgba(120,120,120,0.4)", "width": 1}},
+    BAND[1]: {"line": {"color": "rgba(120,120,120,0.4)", "width": 1}, "fill": "tonexty",
+              "fillcolor": "rgba(120,120,120,0.2)"},
+    BAND[2]: {"line": {"color": "rgb(90,90,90)", "dash": "dash"}},
+}
 
 
 LEADERBOARD_STYLE = ("<style>.harness-leaderboard { font-size: 13px; white-space: nowrap; "
@@ -47,13 +66,19 @@ def parse_url(url: str) -> VisdomConfig:
 
 
 class VisdomSink:
-    def __init__(self, settings: VisdomConfig, config: Config, total: int) -> None:
-        self.config, self.total = config, total
+    def __init__(self, settings: VisdomConfig, config: Config, total: int,
+                 history: Path | None = None) -> None:
+        """`history`: the sweep's history.csv, which the curve windows are redrawn from
+        once they would hold too many traces; None: they never are."""
+        self.config, self.total, self.history = config, total, history
         self.env = settings.env or config.name
         self.address = f"{settings.server}:{settings.port}"
         self.started = time.monotonic()
         self.run = ""
         self.first_point = True
+        self.note = ""  # what the curve windows' titles say beyond the metric
+        self.pending: tuple[pd.DataFrame, bool] | None = None  # a refresh not yet drawn
+        self.redraw_due = 0.0
         self.viz: Any = None
         self._try(self._connect, settings)
 
@@ -73,10 +98,16 @@ class VisdomSink:
         pass  # the panes are refreshed from trials.csv, see refresh()
 
     def refresh(self, trials: pd.DataFrame, maximize: bool) -> None:
-        """Redraw the leaderboard, progress and best-so-far panes from the sweep's table."""
+        """Redraw the leaderboard, progress and best-so-far panes from the sweep's table,
+        and the curve windows (at most every REDRAW_EVERY_S, and at close)."""
         self._guard(self._panes, trials, maximize)
+        self.pending = (trials, maximize)
+        if time.monotonic() >= self.redraw_due:
+            self._redraw_curves(trials, maximize)
 
     def close(self) -> None:
+        if self.pending is not None:
+            self._redraw_curves(*self.pending)
         self._guard(lambda: self.viz.save([self.env]))
 
     # ------------------------------------------------------------------ internals
@@ -94,8 +125,8 @@ class VisdomSink:
         not double it); later points append. Appending also creates a missing window:
         creating it outright would wipe the traces other workers put there."""
         for key, title in CURVES.items():
-            opts = {"title": f"{title} ({self.env})", "xlabel": "epoch", "ylabel": title,
-                    "showlegend": True, "width": 640, "height": 420}
+            # Visdom sets a window's title and size on every update: keep the redrawn ones.
+            opts = self._curve_opts(title, self.note)
             point = {"X": [step], "Y": [metrics[key]], "win": key, "env": self.env,
                      "name": self.run, "opts": opts}
             reply = self.viz.line(**point, update="replace" if self.first_point else "append")
@@ -103,10 +134,70 @@ class VisdomSink:
                 self.viz.line(**point, update="append")
         self.first_point = False
 
-    def _panes(self, trials: pd.DataFrame, maximize: bool) -> None:
-        from harness.tables import top_trials
+    def _curve_opts(self, title: str, note: str = "") -> dict[str, Any]:
+        # Markers: a curve of one epoch is a single point, which a line alone never shows.
+        return {"title": f"{title} ({self.env})" + (f": {note}" if note else ""),
+                "xlabel": "epoch", "ylabel": title, "showlegend": True, "markers": True,
+                "markersize": 5, "width": 900 if note else 640, "height": 420}
 
-        top = top_trials(trials, 10, maximize).round(4)
+    def _read_history(self) -> pd.DataFrame | None:
+        """history.csv's curves; None when it cannot be read now (the redraw waits for
+        the next trial rather than turning the live view off)."""
+        if self.history is None:
+            return None
+        try:
+            return pd.read_csv(self.history, usecols=["run", "epoch", *CURVES])
+        except (OSError, ValueError):
+            return None
+
+    def _redraw_curves(self, trials: pd.DataFrame, maximize: bool) -> None:
+        """Once they would be too crowded, the curve windows from history.csv."""
+        self.pending = None
+        done = trials[~_interrupted(trials)]  # their points run again
+        split = tables.curve_split(done, maximize, self.config.objective.metric)
+        history = self._read_history() if split is not None else None
+        if split is not None and history is not None:
+            self.redraw_due = time.monotonic() + REDRAW_EVERY_S
+            for key, title in CURVES.items():
+                self._guard(self._redraw, key, title, split, history, set(done["run"]))
+
+    def _redraw(self, key: str, title: str, split: tables.CurveSplit,
+                history: pd.DataFrame, done: set[str]) -> None:
+        """The window anew: the band, the top trials, and what other workers' running
+        trials have drawn so far. Traces of one length go in one call (the common
+        case), the others one by one."""
+        stats = tables.band(history, split.others, key)
+        traces = [(name, stats["epoch"].tolist(), stats[column].tolist())
+                  for name, column in zip(BAND, ("q1", "q3", "median"), strict=True)]
+        for run in split.top["run"]:
+            rows = history[history["run"] == run]
+            traces.append((run, rows["epoch"].tolist(), rows[key].tolist()))
+        traces += [(t["name"], t["x"], t["y"]) for t in self._traces(key)
+                   if t.get("name") not in done and t.get("name") not in BAND]
+        traces = [trace for trace in map(_finite, traces) if trace[1]]
+        if not traces:
+            return
+        self.note = split.note()
+        epochs = traces[0][1]
+        together = [t for t in traces if t[1] == epochs]
+        opts = self._curve_opts(title, self.note) | {"traceopts": {"plotly": BAND_STYLE}}
+        self.viz.line(X=np.array([x for _, x, _ in together], dtype=float).T,
+                      Y=np.array([y for _, _, y in together], dtype=float).T, win=key,
+                      env=self.env, opts=opts | {"legend": [t[0] for t in together]})
+        for name, x, y in (t for t in traces if t[1] != epochs):
+            self.viz.line(X=np.array(x, dtype=float), Y=np.array(y, dtype=float), win=key,
+                          env=self.env, name=name, update="replace", opts=dict(opts))
+
+    def _traces(self, win: str) -> list[dict[str, Any]]:
+        """The traces in a window; none when it does not exist (Visdom then answers
+        with an error page, not JSON)."""
+        try:
+            return json.loads(self.viz.get_window_data(win, env=self.env))["content"]["data"]
+        except (ValueError, KeyError, TypeError):
+            return []
+
+    def _panes(self, trials: pd.DataFrame, maximize: bool) -> None:
+        top = tables.top_trials(trials, 10, maximize).round(4)
         table = top.to_html(index=False, border=0, classes="harness-leaderboard")
         self.viz.text(LEADERBOARD_STYLE + table, win="leaderboard", env=self.env,
                       opts={"title": f"leaderboard ({self.env})", "width": 1000, "height": 280})
@@ -116,9 +207,7 @@ class VisdomSink:
             self._best_so_far(trials, maximize)
 
     def _progress_html(self, trials: pd.DataFrame) -> str:
-        # An interrupted trial is not done: its point runs again.
-        again = trials["error"].fillna("").astype(str).str.startswith((INTERRUPTED, RETRYABLE))
-        trials = trials[~again]
+        trials = trials[~_interrupted(trials)]  # not done: its point runs again
         done = len(trials)
         elapsed = time.monotonic() - self.started
         failed = int((trials["state"] == "FAIL").sum())
@@ -175,3 +264,13 @@ def _client() -> type:
                 return self.session.post(url, data=data or {}, timeout=TIMEOUT_S).text
 
     return Client
+def _interrupted(trials: pd.DataFrame) -> pd.Series:
+    """Trials whose point runs again: interrupted, or cut off by a fault of the machine."""
+    return trials["error"].fillna("").astype(str).str.startswith((INTERRUPTED, RETRYABLE))
+
+
+def _finite(trace: tuple[str, list, list]) -> tuple[str, list, list]:
+    """A trace without its points that JSON cannot carry (a diverged loss, no value)."""
+    name, x, y = trace
+    keep = [i for i, v in enumerate(y) if v is not None and np.isfinite(v)]
+    return name, [x[i] for i in keep], [y[i] for i in keep]
