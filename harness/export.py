@@ -17,8 +17,9 @@ import sqlalchemy
 
 from harness.config import Config, ConfigError, dump_config, identity, load_config, parse_config
 from harness.files import atomic_write_text
+from harness.importance import importance
 from harness.models import build_model, model_summary, summary_totals
-from harness.results import importance, write_results, write_tables
+from harness.results import write_results, write_tables
 from harness.storage import open_storage
 
 

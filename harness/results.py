@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import optuna
 import pandas as pd
 import yaml
 from optuna.trial import FrozenTrial, TrialState
@@ -34,7 +33,6 @@ HISTORY_COLUMNS = ["trial", "run", "epoch", "train_loss", "val_loss", "val_acc",
                    "test_acc", "epoch_s", "elapsed_s"]
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 STALE = "interrupted: its worker stopped sending heartbeats"
-MIN_TRIALS_FOR_IMPORTANCE = 8  # fANOVA on fewer trials is mostly noise
 
 
 def finished_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
@@ -91,18 +89,6 @@ def _spec(out: Path) -> tables.Spec:
         return tables.Spec.from_config(yaml.safe_load((out / "config.yaml").read_text()))
     except (OSError, yaml.YAMLError, AttributeError):
         return tables.Spec()
-
-
-def importance(study: optuna.Study) -> pd.DataFrame | None:
-    """Optuna's hyperparameter importance (fANOVA), once enough trials differ."""
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-    varied = {k for t in done for k in t.params if len({u.params.get(k) for u in done}) > 1}
-    if len(done) < MIN_TRIALS_FOR_IMPORTANCE or not varied:
-        return None
-    values = optuna.importance.get_param_importances(
-        study, params=sorted(varied),
-        evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
-    return pd.DataFrame({"hparam": list(values), "importance": list(values.values())})
 
 
 @dataclass(frozen=True)

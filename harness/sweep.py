@@ -34,10 +34,11 @@ from harness.config import (
 )
 from harness.data import Dataset, load_dataset
 from harness.files import atomic_write_csv, atomic_write_text, file_lock
+from harness.importance import importance
 from harness.locks import claim_lock
 from harness.models import build_model, model_summary, summary_totals
 from harness.owner import heartbeat
-from harness.results import finished_trials, importance, write_results, write_tables
+from harness.results import finished_trials, write_results, write_tables
 from harness.search import Search, needs_rerun, total_points
 from harness.sinks.base import Sink
 from harness.sinks.guard import guarded

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from conftest import ROOT, run_cli, small_config
 
+from harness.importance import METHOD
 from harness.search import DEAD
 
 
@@ -210,10 +211,11 @@ def test_two_workers_share_a_grid_and_run_every_point_once(tmp_path, write_confi
     assert len(study.trials) == 12  # no point was run twice
     owners = {t.user_attrs["owner"].split(":")[-2] for t in study.trials}
     assert len(owners) == 2  # both processes ran trials
-    # 12 trials are enough for Optuna's fANOVA: one importance per varied hparam.
+    # 12 trials are enough for the importance: one per varied hparam, the method named.
     importance = pd.read_csv(tmp_path / "r" / "tables" / "importance.csv")
     assert set(importance.hparam) == {"lr", "batch_size", "optimizer"}
     assert importance.importance.sum() == pytest.approx(1.0)
+    assert (importance.method == METHOD).all()
     assert "Hyperparameter importance" in (tmp_path / "r" / "summary.md").read_text()
     bad = run_cli("sweep", str(write_config(raw)), "--workers", "0", cwd=tmp_path)
     assert bad.returncode == 2 and "--workers: 0 is too small" in bad.stderr
