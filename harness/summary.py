@@ -28,7 +28,7 @@ class Comparison:
     marginals: pd.DataFrame
     failures: pd.DataFrame
     pivots: list[slices.Pivot]
-    importance: pd.DataFrame | None = None  # Optuna's fANOVA, at a sweep's end
+    importance: pd.DataFrame | None = None  # importance.py's, at a sweep's end
 
 
 def build(trials: pd.DataFrame, spec: Spec,
@@ -90,7 +90,8 @@ def sections(c: Comparison) -> list[Section]:
                      "ranked is False where no seed of the configuration completed: it is "
                      "not on the leaderboard.")]
     if c.importance is not None:
-        parts.append(Section("Hyperparameter importance (Optuna, fANOVA)", c.importance))
+        method = c.importance["method"].iloc[0] if "method" in c.importance else "fANOVA"
+        parts.append(Section(f"Hyperparameter importance ({method})", c.importance))
     for pivot in c.pivots:
         parts.append(Section(f"{pivot.title}: {metric} by lr (rows) and batch size "
                              "(columns)", pivot.cells, f"Mean over {pivot.over}; failed or "

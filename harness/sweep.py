@@ -159,7 +159,8 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
     # nothing to do keeps those it has.
     alone = options.workers == 1 and not options.child
     if alone and (ran or not (out / "summary.md").exists()):
-        write_tables(out, table, maximize, config.name, importance(study))
+        dry = max_batches is not None  # a dry run checks the path; it measures nothing
+        write_tables(out, table, maximize, config.name, None if dry else importance(study))
     return SweepOutcome(out=out, trials=table, ran=ran, model=model)
 
 

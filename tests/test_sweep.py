@@ -245,6 +245,17 @@ def test_a_dry_run_runs_every_point_briefly_and_keeps_nothing(tmp_path, monkeypa
     assert (kept.out / "trials.csv").exists()
 
 
+def test_a_dry_run_computes_no_importance(tmp_path):
+    # Nine points are enough for an importance table after a real sweep; a dry run's two
+    # batches measure nothing, so it writes none.
+    raw = small_config(search={"space": {"lr": [0.01, 0.03, 0.1], "batch_size": [16, 32, 64],
+                                         "optimizer": ["sgd"]}})
+    kept = sweep(raw, tmp_path / "dry", dry_run=True)
+    assert len(kept.trials) == 9 and (kept.trials.state == "COMPLETE").all()
+    assert (kept.out / "summary.md").exists()
+    assert not (kept.out / "tables" / "importance.csv").exists()
+
+
 def test_train_diverge_above_decides_which_trials_diverged(tmp_path):
     raw = small_config(train={"momentum": 0.0}, search={"space": {
         "lr": [0.05, 10.0], "batch_size": [32], "optimizer": ["sgd"]}})
