@@ -235,8 +235,10 @@ def _check(config: Config, problems: Problems) -> None:
         check(f"train.{key}", _valid, getattr(config.train, key), test, valid, f"train.{key}")
     check("train.diverge_above", _valid, config.train.diverge_above, lambda v: v > 0,
           "a number > 0", "train.diverge_above")
-    check("data.val_fraction", _check_validation, config.data.val_fraction,
-          config.objective.metric)
+    check("data.val_fraction", _check_fraction, config.data.val_fraction)
+    if not problems.failed("data.val_fraction"):
+        check("objective.metric", _check_validation, config.data.val_fraction,
+              config.objective.metric)
     check("name", _check_name, config.name)
     check("train.device", _check_device, config.train.device)
     check("search.seeds", _check_seeds, config.search.seeds)
@@ -249,10 +251,13 @@ def _valid(value: Any, test: Any, valid: str, path: str) -> None:
         raise invalid(value, valid, path)
 
 
-def _check_validation(fraction: float, metric: str) -> None:
+def _check_fraction(fraction: float) -> None:
     if not 0 <= fraction < 1:
         raise ConfigError(f"data.val_fraction: {show(fraction)} is not valid; use a number "
                           "in [0, 1), such as 0.1 (0 turns validation off)")
+
+
+def _check_validation(fraction: float, metric: str) -> None:
     if metric.startswith("val_") and fraction == 0:
         raise ConfigError(f"objective.metric: {metric} needs a validation split but "
                           "data.val_fraction is 0; set data.val_fraction (e.g. 0.1) or "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -208,6 +209,9 @@ class Search:
         config = self.config
         attrs = trial.user_attrs
         epochs = 1 if self.max_batches else config.train.epochs
+        # A dry run's mean of two batches is the start of training, where a loss far above
+        # the epoch's mean is common: only a non-finite loss is divergence there.
+        diverge_above = math.inf if self.max_batches else config.train.diverge_above
         tensorboard = config.logging.tensorboard
         return TrialSpec(
             number=trial.number, run=attrs["run"], params=self._full(params),
@@ -216,7 +220,7 @@ class Search:
             metric=config.objective.metric,
             maximize=config.objective.direction == "maximize", max_batches=self.max_batches,
             log_every=tensorboard.log_every if tensorboard else 0, amp=config.train.amp,
-            channels_last=config.train.channels_last, diverge_above=config.train.diverge_above)
+            channels_last=config.train.channels_last, diverge_above=diverge_above)
 
 
 def latest_attempts(trials: list[FrozenTrial]) -> dict[str, FrozenTrial]:

@@ -422,3 +422,10 @@ def test_a_file_that_is_not_utf8_text_exits_2_with_one_line(tmp_path_factory, co
         assert lines[0].startswith("not UTF-8 text (byte 0x")
         if content.startswith(b"name: x\n# "):  # Latin-1: the comment holds the accent
             assert "at line 2)" in lines[0]
+
+
+def test_a_validation_metric_without_a_split_does_not_hide_other_problems():
+    raw = small_config(data={"val_fraction": 0}, train={"batch_size": 4096},
+                       search={"space": {"lr": [0.1]}})
+    lines = problems_of(raw)
+    assert [line.split(":")[0] for line in lines] == ["objective.metric", "train.batch_size"]

@@ -245,6 +245,14 @@ def test_a_dry_run_runs_every_point_briefly_and_keeps_nothing(tmp_path, monkeypa
     assert (kept.out / "trials.csv").exists()
 
 
+def test_a_dry_run_calls_only_a_non_finite_loss_divergence(tmp_path):
+    # Two batches are the start of training, where the loss is far above an epoch's mean:
+    # a bound that a whole epoch would meet is not applied to them.
+    raw = small_config(train={"diverge_above": 1e-3})
+    assert (sweep(raw, tmp_path / "dry", dry_run=True).trials.state == "COMPLETE").all()
+    assert (sweep(raw, tmp_path / "real").trials.state == "FAIL").all()
+
+
 def test_a_dry_run_computes_no_importance(tmp_path):
     # Nine points are enough for an importance table after a real sweep; a dry run's two
     # batches measure nothing, so it writes none.
