@@ -31,7 +31,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from harness.models import LeNet, build_optimizer
+from harness.hyperparams import build_optimizer
+from harness.models import LeNet
 from harness.train import evaluate, train_epoch
 from harness.trainers.fused_optim import FUSED_OPTIMIZERS
 from harness.trainers.population import Member, PopulationTrainer
@@ -71,8 +72,8 @@ def one_at_a_time(optimizer: str, member: Member, data: tuple[Split, Split, Spli
     (x, y), val, test = data
     torch.manual_seed(member.seed)
     model = LeNet().to(x.device, dtype)
-    opt = build_optimizer(optimizer, model.parameters(), member.lr, member.momentum,
-                          member.weight_decay, fused=x.device.type == "cuda")
+    opt = build_optimizer(model.parameters(), member.values(optimizer),
+                          fused=x.device.type == "cuda")
     generator = torch.Generator().manual_seed(member.seed)
     history = []
     for _ in range(EPOCHS):

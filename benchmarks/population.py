@@ -29,7 +29,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from harness.models import LeNet, build_optimizer
+from harness.hyperparams import build_optimizer
+from harness.models import LeNet
 from harness.train import evaluate, train_epoch
 from harness.trainers.fused_optim import FUSED_OPTIMIZERS
 from harness.trainers.population import Member, PopulationTrainer
@@ -100,8 +101,7 @@ def run_sequential(member: Member, data: Data, args: argparse.Namespace,
     start = time.perf_counter()
     torch.manual_seed(member.seed)
     model = LeNet().to(device)
-    optimizer = build_optimizer(args.optimizer, model.parameters(), member.lr,
-                                member.momentum, member.weight_decay,
+    optimizer = build_optimizer(model.parameters(), member.values(args.optimizer),
                                 fused=device.type == "cuda")
     generator = torch.Generator().manual_seed(member.seed)
     train_s, loss = 0.0, math.nan

@@ -25,8 +25,10 @@ import torch.nn.functional as F
 from common import SAMPLES, digits_60k, write_idx
 
 from harness.data import Dataset
+from harness.device import resolve_device, setup_device
 from harness.models import LeNet
-from harness.trial import TrialSpec, resolve_device, run_trial
+from harness.trial import run_trial
+from harness.types import Training, TrialSpec
 
 PARAMS = {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.0, "optimizer": "sgd"}
 
@@ -38,8 +40,8 @@ def sync(device: torch.device) -> None:
 
 def harness_epoch(data: Dataset, batch_size: int) -> float:
     spec = TrialSpec(number=0, run="bench", params={**PARAMS, "batch_size": batch_size},
-                     seed=0, epochs=1)
-    return run_trial(spec, data).samples_per_s
+                     seed=0)
+    return run_trial(spec, Training(epochs=1), data).samples_per_s
 
 
 def bare_epoch(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
@@ -92,6 +94,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     device = resolve_device(args.device)
+    setup_device(device)
     cpu_x, cpu_y = digits_60k()
     x, y = cpu_x.to(device), cpu_y.to(device)
     data = Dataset("bench", x_train=x, y_train=y, x_val=x[:1000], y_val=y[:1000],

@@ -26,6 +26,7 @@ from typing import NoReturn
 
 from harness.config import Config, load_config
 from harness.errors import ConfigError, DatabaseFull, DataError, no_space
+from harness.hyperparams import LR
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_NO_SPACE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXPERIMENTS = Path("experiments")  # where `sweep NAME.yaml` looks when NAME.yaml is not here
@@ -151,7 +152,7 @@ def _sweep(args: argparse.Namespace) -> int:
     maximize = config.objective.direction == "maximize"
     with pd.option_context("display.width", 120, "display.max_columns", 20):
         top = top_trials(trials, 5, maximize).round(
-            {"lr": 6, "val_acc": 4, "test_acc": 4, "final_test_loss": 4, "duration_s": 1})
+            {LR: 6, "val_acc": 4, "test_acc": 4, "final_test_loss": 4, "duration_s": 1})
         print(top.to_string(index=False))
     ran = f"ran {outcome.ran}" if outcome.ran else "nothing left to run"
     print(f"\n{state_counts(trials)} ({ran})")
@@ -206,10 +207,10 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from harness.models import build_model, model_summary
+    from harness.models import build_model, example_input, model_summary
 
     name = load_config(find_config(args.config)).model if args.config else Config(name="x").model
-    table = model_summary(build_model(name))
+    table = model_summary(build_model(name), example_input(name))
     print(table.to_string(index=False))
     print(f"\ntotal: {table['params'].sum():,} parameters, "
           f"{table['mult_adds'].sum():,} mult-adds per sample")

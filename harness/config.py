@@ -15,6 +15,16 @@ from typing import Any
 
 import yaml
 
+from harness.hyperparams import (
+    BATCH_SIZE,
+    BY_NAME,
+    HYPERPARAMS,
+    LR,
+    MOMENTUM,
+    OPTIMIZER,
+    WEIGHT_DECAY,
+)
+from harness.models import MODELS
 from harness.schema import (
     ConfigError,
     Problems,
@@ -24,12 +34,11 @@ from harness.schema import (
     invalid,
     show,
 )
-from harness.space import SEARCHABLE, Range, parse_space
+from harness.space import Range, parse_space
 from harness.types import DIVERGE_ABOVE
 from harness.yamlfile import read_yaml
 
 DATASETS = ("mnist", "mnist-5k", "synthetic")
-MODELS = ("lenet",)
 METHODS = ("grid", "optuna")
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("none", "median", "hyperband")
@@ -56,11 +65,12 @@ class TrainConfig:
     epochs: int = 5  # passes over the training split in every trial
     seed: int = 0  # trial seed when search.seeds is absent; also seeds the Optuna sampler
     device: str = "auto"  # auto (cuda when present) | cpu | cuda | cuda:N
-    lr: float = 0.01  # learning rate when search.space has no lr
-    batch_size: int = 64  # training batch size when search.space has no batch_size
-    optimizer: str = "sgd"  # sgd | adam | adamw | rmsprop, when search.space has none
-    momentum: float = 0.9  # sgd's momentum when search.space has none
-    weight_decay: float = 0.0  # L2 penalty when search.space has none
+    # The hyperparameters' values when search.space has none (harness.hyperparams).
+    lr: float = BY_NAME[LR].default  # learning rate
+    batch_size: int = BY_NAME[BATCH_SIZE].default  # training batch size
+    optimizer: str = BY_NAME[OPTIMIZER].default  # sgd | adam | adamw | rmsprop
+    momentum: float = BY_NAME[MOMENTUM].default  # sgd's momentum
+    weight_decay: float = BY_NAME[WEIGHT_DECAY].default  # L2 penalty
     eval_batch_size: int = 1000  # evaluation only: bigger is faster, results are the same
     amp: bool = False  # bf16 autocast (fast on recent GPUs; changes the numbers slightly)
     channels_last: bool = False  # NHWC memory layout for the convolutions (GPU)
@@ -211,7 +221,7 @@ def _check(config: Config, problems: Problems) -> None:
     already has its problem and is not checked again."""
     check = problems.check
     for value, choices, path in (
-            (config.data.dataset, DATASETS, "data.dataset"), (config.model, MODELS, "model"),
+            (config.data.dataset, DATASETS, "data.dataset"), (config.model, tuple(MODELS), "model"),
             (config.search.method, METHODS, "search.method"),
             (config.search.sampler, SAMPLERS, "search.sampler"),
             (config.search.pruner, PRUNERS, "search.pruner"),
@@ -231,8 +241,9 @@ def _check(config: Config, problems: Problems) -> None:
              "logging.tensorboard.log_every")):
         if value is not None:
             check(path, at_least, value, low, path)
-    for key, (test, valid) in SEARCHABLE.items():
-        check(f"train.{key}", _valid, getattr(config.train, key), test, valid, f"train.{key}")
+    for h in HYPERPARAMS:
+        check(f"train.{h.name}", _valid, getattr(config.train, h.name), h.check, h.valid,
+              f"train.{h.name}")
     check("train.diverge_above", _valid, config.train.diverge_above, lambda v: v > 0,
           "a number > 0", "train.diverge_above")
     check("data.val_fraction", _check_fraction, config.data.val_fraction)
@@ -294,17 +305,17 @@ def _check_grid_only(config: Config, problems: Problems) -> None:
 def _check_batch_size(config: Config, problems: Problems) -> None:
     """No batch larger than the training split: such a trial would train on one short
     batch per epoch, a different experiment from the one the config names."""
-    if problems.failed("data.dataset", "data.train_size", "data.val_fraction",
-                       "search.space.batch_size"):
+    space = f"search.space.{BATCH_SIZE}"
+    if problems.failed("data.dataset", "data.train_size", "data.val_fraction", space):
         return
     n = train_split_size(config.data)
-    searched = config.search.space.get("batch_size")
+    searched = config.search.space.get(BATCH_SIZE)
     if isinstance(searched, Range):
-        sizes = {"search.space.batch_size.high": searched.high}
+        sizes = {f"{space}.high": searched.high}
     elif searched is not None:
-        sizes = {f"search.space.batch_size[{i}]": v for i, v in enumerate(searched)}
-    elif not problems.failed("train.batch_size"):
-        sizes = {"train.batch_size": config.train.batch_size}
+        sizes = {f"{space}[{i}]": v for i, v in enumerate(searched)}
+    elif not problems.failed(f"train.{BATCH_SIZE}"):
+        sizes = {f"train.{BATCH_SIZE}": config.train.batch_size}
     else:
         sizes = {}
     more = config.data.train_size is not None and n < TRAIN_SAMPLES[config.data.dataset]

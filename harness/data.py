@@ -22,6 +22,7 @@ import torch
 
 from harness.config import TRAIN_SAMPLES, DataConfig
 from harness.errors import DataError
+from harness.types import IMAGE_SHAPE
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 SYNTHETIC_SIZES = (TRAIN_SAMPLES["synthetic"], 500)  # train, test samples of the synthetic set
@@ -31,7 +32,7 @@ DATA_SEED = 0  # fixes the mnist-5k train/test split and the synthetic digits, a
 @dataclass(frozen=True)
 class Dataset:
     name: str
-    x_train: torch.Tensor  # (N, 1, 28, 28) float32, normalized
+    x_train: torch.Tensor  # (N, *IMAGE_SHAPE) float32, normalized
     y_train: torch.Tensor  # (N,) int64
     x_val: torch.Tensor  # validation: the best epoch is chosen on it; empty when turned off
     y_val: torch.Tensor
@@ -119,8 +120,8 @@ Splits = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def _normalize(pixels: torch.Tensor) -> torch.Tensor:
-    """uint8-range pixels (N, 28, 28) -> normalized float32 (N, 1, 28, 28)."""
-    x = pixels.reshape(-1, 1, 28, 28).float().div_(255.0)
+    """uint8-range pixels (N, height, width) -> normalized float32 (N, *IMAGE_SHAPE)."""
+    x = pixels.reshape(-1, *IMAGE_SHAPE).float().div_(255.0)
     return x.sub_(MNIST_MEAN).div_(MNIST_STD)
 
 
@@ -192,11 +193,12 @@ def _synthetic(config: DataConfig) -> Splits:
     """Learnable fake digits: one smooth random pattern per class plus pixel noise."""
     g = torch.Generator().manual_seed(DATA_SEED)
     coarse = torch.rand(10, 1, 7, 7, generator=g)
-    prototypes = torch.nn.functional.interpolate(coarse, size=28, mode="bilinear")[:, 0] * 255
+    size = IMAGE_SHAPE[1:]
+    prototypes = torch.nn.functional.interpolate(coarse, size=size, mode="bilinear")[:, 0] * 255
 
     def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
         y = torch.randint(0, 10, (n,), generator=g)
-        noise = torch.randn(n, 28, 28, generator=g) * 60
+        noise = torch.randn(n, *IMAGE_SHAPE[1:], generator=g) * 60
         return (prototypes[y] + noise).clamp_(0, 255), y
 
     x_train, y_train = split(SYNTHETIC_SIZES[0])

@@ -18,7 +18,7 @@ import sqlalchemy
 from harness.config import Config, ConfigError, dump_config, identity, load_config, parse_config
 from harness.files import atomic_write_text
 from harness.importance import importance
-from harness.models import build_model, model_summary, summary_totals
+from harness.models import build_model, example_input, model_summary, summary_totals
 from harness.results import write_results, write_tables
 from harness.storage import open_storage
 
@@ -59,7 +59,8 @@ def _export(storage: optuna.storages.BaseStorage, name: str, out: Path,
     _check_out(out, stored, database)
     trials = study.get_trials(deepcopy=False)
     config = _sweep_config(stored, trials, out, database)
-    model = summary_totals(model_summary(build_model(config.model)))
+    model = summary_totals(model_summary(build_model(config.model),
+                                        example_input(config.model)))
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", dump_config(config))
     table = write_results(out, trials, model)

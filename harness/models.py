@@ -1,15 +1,18 @@
-"""LeNet, the optimizer table and the per-layer model summary."""
+"""LeNet, the registry of models with their input shapes, and the per-layer summary."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 import torch
 from torch import nn
+
+from harness.types import IMAGE_SHAPE
 
 
 class LeNet(nn.Module):
@@ -35,43 +38,34 @@ class LeNet(nn.Module):
         return self.fc3(x)
 
 
-MODELS: dict[str, Callable[[], nn.Module]] = {"lenet": LeNet}
+@dataclass(frozen=True)
+class Model:
+    build: Callable[[], nn.Module]
+    input_shape: tuple[int, ...]  # one sample's: channels, height, width
+
+
+# The models a config may name, each with the input it takes.
+MODELS: dict[str, Model] = {"lenet": Model(LeNet, IMAGE_SHAPE)}
 
 
 def build_model(name: str) -> nn.Module:
-    return MODELS[name]()
+    return MODELS[name].build()
+
+
+def example_input(name: str, device: torch.device | str = "cpu") -> torch.Tensor:
+    """One zero sample of the model's input, batched: for tracing and summaries."""
+    return torch.zeros(1, *MODELS[name].input_shape, device=device)
 
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def build_optimizer(
-    name: str, params: Any, lr: float, momentum: float, weight_decay: float,
-    fused: bool = False,
-) -> torch.optim.Optimizer:
-    """The optimizer table. Only sgd takes `momentum`; the others use their own
-    defaults (rmsprop with momentum 0.9 at common learning rates does not learn).
-    `fused` (CUDA) updates all parameters in one kernel instead of one per tensor."""
-    speed = {"fused": True} if fused else {}
-    table: dict[str, Callable[[], torch.optim.Optimizer]] = {
-        "sgd": lambda: torch.optim.SGD(
-            params, lr=lr, momentum=momentum, weight_decay=weight_decay, **speed),
-        "adam": lambda: torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **speed),
-        "adamw": lambda: torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay,
-                                           **speed),
-        "rmsprop": lambda: torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay,
-                                               foreach=fused or None),
-    }
-    return table[name]()
-
-
-def model_summary(model: nn.Module) -> pd.DataFrame:
+def model_summary(model: nn.Module, example: torch.Tensor) -> pd.DataFrame:
     """Per-layer table from torchsummaryX: layer, kernel shape, output shape, params,
     mult-adds; one row per layer that has parameters or changes the shape."""
     from torchsummaryX import summary
 
-    example = torch.zeros(1, 1, 28, 28, device=next(model.parameters()).device)
     with _pandas2_sum(), contextlib.redirect_stdout(io.StringIO()):
         table = summary(model, example)
     table = table.reset_index().rename(columns={

@@ -162,7 +162,7 @@ def _heatmaps(pivots: list[slices.Pivot]) -> plt.Figure:
                   cmap=ListedColormap(["#cccccc"]))
         ax.set_xticks(range(len(pivot.mean.columns)), list(pivot.mean.columns))
         ax.set_yticks(range(len(pivot.mean.index)), list(pivot.mean.index))
-        ax.set(title=pivot.title, xlabel="batch size", ylabel="lr")
+        ax.set(title=pivot.title, xlabel=slices.COLUMNS, ylabel=slices.ROWS)
         middle = (values.max() + values.min()) / 2 if values.count() else 0
         for (i, j), cell in np.ndenumerate(pivot.cells.to_numpy()):
             dark = values.mask[i, j] or values[i, j] > middle
@@ -176,7 +176,7 @@ def _heatmaps(pivots: list[slices.Pivot]) -> plt.Figure:
 def _slices(trials: pd.DataFrame, spec: Spec) -> plt.Figure:
     """Each trial's objective against each varied hyperparameter's value (or bin)."""
     keys = [k for k in tables.config_columns(trials, spec) if k != "sweep"]
-    columns = [k for k in keys if trials[k].nunique() > 1] or ["lr"]
+    columns = [k for k in keys if trials[k].nunique() > 1] or [slices.ROWS]
     fig, axes = plt.subplots(1, len(columns), figsize=(4.5 * len(columns), 3.8),
                              squeeze=False)
     done = trials["state"] == "COMPLETE"

@@ -19,11 +19,12 @@ from optuna.trial import FrozenTrial, TrialState
 from harness import summary, tables
 from harness.config import ConfigError
 from harness.files import atomic_write_csv, atomic_write_text
+from harness.hyperparams import NAMES
 from harness.search import latest_attempts
 
 TRIAL_COLUMNS = [
-    "trial", "run", "state", "optimizer", "lr", "batch_size", "momentum", "weight_decay",
-    "seed", "epochs", "value", "best_epoch", "val_acc", "val_loss", "test_acc", "test_loss",
+    "trial", "run", "state", *NAMES, "seed", "epochs", "value", "best_epoch", "val_acc",
+    "val_loss", "test_acc", "test_loss",
     "final_test_acc", "final_test_loss", "final_train_loss", "duration_s", "samples_per_s",
     "device", "dataset", "params", "mult_adds", "error",
 ]
@@ -169,8 +170,7 @@ def _trial_row(t: FrozenTrial, model: dict[str, int]) -> dict[str, Any]:
     best = history[best_epoch - 1] if best_epoch else {}
     return {
         "trial": t.number, "run": attrs.get("run", ""), "state": t.state.name,
-        **{k: hparams.get(k) for k in ("optimizer", "lr", "batch_size", "momentum",
-                                       "weight_decay")},
+        **{k: hparams.get(k) for k in NAMES},
         "seed": attrs.get("seed"), "epochs": len(history),
         "value": t.value if t.state == TrialState.COMPLETE else result.get("value"),
         "best_epoch": best_epoch, **{k: best.get(k) for k in AT_BEST},

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +26,8 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial, TrialState
 
-from harness.config import SEARCHABLE, Config, Range
+from harness.config import Config, Range
+from harness.hyperparams import BY_NAME, NAMES, run_name
 from harness.owner import heartbeats_on, is_dead_here, this_process
 from harness.types import INTERRUPTED, RETRYABLE, TrialSpec
 
@@ -82,17 +82,6 @@ def make_pruner(config: Config) -> optuna.pruners.BasePruner:
     return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=config.train.epochs)
 
 
-def run_name(index: int, params: dict[str, Any], seed: int, searched: set[str]) -> str:
-    """A readable, sortable name such as 0007-adam-lr0.01-bs64-s0."""
-    parts = [f"{index:04d}", params["optimizer"], f"lr{params['lr']:.3g}",
-             f"bs{params['batch_size']}"]
-    if "momentum" in searched:
-        parts.append(f"m{params['momentum']:.3g}")
-    if "weight_decay" in searched:
-        parts.append(f"wd{params['weight_decay']:.3g}")
-    return "-".join([*parts, f"s{seed}"])
-
-
 @dataclass(frozen=True)
 class Claim:
     trial: optuna.Trial
@@ -104,9 +93,8 @@ class Search:
     """Hands out claims on the points of one study; call `claim` under a process lock."""
 
     def __init__(self, config: Config, study: optuna.Study,
-                 storage: optuna.storages.BaseStorage, max_batches: int | None = None) -> None:
+                 storage: optuna.storages.BaseStorage) -> None:
         self.config, self.study, self.storage = config, study, storage
-        self.max_batches = max_batches
         self.study_id = storage.get_study_id_from_name(study.study_name)
         self.owner = this_process()
 
@@ -140,7 +128,7 @@ class Search:
         """A point's attributes, set with its trial in one write: the claiming process
         is its owner, the run name follows from the point."""
         run = run_name(point.index, self._full(point.params), point.seed,
-                       set(self.config.search.space))
+                       self.config.search.space)
         return {"point": point.key, "index": point.index, "seed": point.seed, "run": run,
                 "owner": self.owner if owner is None else owner}
 
@@ -203,24 +191,12 @@ class Search:
 
     def _full(self, params: dict[str, Any]) -> dict[str, Any]:
         """The searched values over train:'s values for every searchable parameter."""
-        return {key: getattr(self.config.train, key) for key in SEARCHABLE} | params
+        return {key: getattr(self.config.train, key) for key in NAMES} | params
 
     def _spec(self, trial: optuna.Trial, params: dict[str, Any]) -> TrialSpec:
-        config = self.config
         attrs = trial.user_attrs
-        epochs = 1 if self.max_batches else config.train.epochs
-        # A dry run's mean of two batches is the start of training, where a loss far above
-        # the epoch's mean is common: only a non-finite loss is divergence there.
-        diverge_above = math.inf if self.max_batches else config.train.diverge_above
-        tensorboard = config.logging.tensorboard
-        return TrialSpec(
-            number=trial.number, run=attrs["run"], params=self._full(params),
-            seed=attrs["seed"], epochs=epochs,
-            model=config.model, eval_batch_size=config.train.eval_batch_size,
-            metric=config.objective.metric,
-            maximize=config.objective.direction == "maximize", max_batches=self.max_batches,
-            log_every=tensorboard.log_every if tensorboard else 0, amp=config.train.amp,
-            channels_last=config.train.channels_last, diverge_above=diverge_above)
+        return TrialSpec(number=trial.number, run=attrs["run"], params=self._full(params),
+                         seed=attrs["seed"])
 
 
 def latest_attempts(trials: list[FrozenTrial]) -> dict[str, FrozenTrial]:
@@ -235,7 +211,7 @@ def latest_attempts(trials: list[FrozenTrial]) -> dict[str, FrozenTrial]:
 
 def distribution(name: str, values: tuple[Any, ...] | Range) -> BaseDistribution:
     if isinstance(values, Range):
-        if name == "batch_size":
+        if BY_NAME[name].kind is int:
             return IntDistribution(int(values.low), int(values.high), log=values.log)
         return FloatDistribution(values.low, values.high, log=values.log)
     return CategoricalDistribution(values)

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 from harness import stats
-from harness.tables import DEFAULT, LOG_SCALE, MAX_LEVELS, Spec, config_columns, counts
+from harness.hyperparams import BATCH_SIZE, LOG_SCALE, LR, OPTIMIZER
+from harness.tables import DEFAULT, MAX_LEVELS, Spec, config_columns, counts
 
-ROWS, COLUMNS = "lr", "batch_size"  # a pivot's axes
+ROWS, COLUMNS = LR, BATCH_SIZE  # a pivot's axes
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def pivots(trials: pd.DataFrame, spec: Spec = DEFAULT) -> list[Pivot]:
     rows, row_binned = axis(trials, ROWS, spec)
     columns, column_binned = axis(trials, COLUMNS, spec)
     rest = [k for k in keys if k not in (ROWS, COLUMNS)]
-    split = [k for k in rest if k in ("sweep", "optimizer") or not axis(trials, k, spec)[1]]
+    split = [k for k in rest if k in ("sweep", OPTIMIZER) or not axis(trials, k, spec)[1]]
     averaged = [k for k in rest if k not in split]
     over = ", ".join(["seeds", *averaged] + [f"the {k}s in each bin" for k, b in
                                              ((ROWS, row_binned), (COLUMNS, column_binned))
@@ -109,14 +110,14 @@ def _cell(count: dict[str, int], mean: float, show_n: bool) -> str:
 def _title(setting: dict[str, object]) -> str:
     setting = dict(setting)
     sweep = setting.pop("sweep", None)
-    parts = [str(setting.pop("optimizer", ""))]
+    parts = [str(setting.pop(OPTIMIZER, ""))]
     parts += [f"{k}={stats.labels([v])[v]}" for k, v in setting.items()]
     title = ", ".join(p for p in parts if p)
     return f"{sweep}: {title}" if sweep is not None else title
 
 
 def _name(setting: dict[str, object]) -> str:
-    parts = [str(setting.get("sweep", "")), str(setting.get("optimizer", ""))]
-    parts += [f"{k}{v}" for k, v in setting.items() if k not in ("sweep", "optimizer")]
+    parts = [str(setting.get("sweep", "")), str(setting.get(OPTIMIZER, ""))]
+    parts += [f"{k}{v}" for k, v in setting.items() if k not in ("sweep", OPTIMIZER)]
     raw = "_".join(p for p in parts if p)
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in raw)

@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from harness.schema import ConfigError, Problems, build, invalid, is_number, number, show, unknown
-
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+from harness.hyperparams import BY_NAME
+from harness.schema import ConfigError, Problems, build, invalid, number, show, unknown
 
 
 @dataclass(frozen=True)
@@ -19,17 +18,6 @@ class Range:
     low: float  # smallest value Optuna may sample
     high: float  # largest value Optuna may sample
     log: bool = False  # sample uniformly in log space (learning rates)
-
-
-# What each searchable hyperparameter accepts: (check, description of valid values).
-SEARCHABLE: dict[str, tuple[Any, str]] = {
-    "lr": (lambda v: is_number(v) and v > 0, "a number > 0"),
-    "batch_size": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-                   "an integer >= 1"),
-    "optimizer": (lambda v: v in OPTIMIZERS, "one of " + ", ".join(OPTIMIZERS)),
-    "momentum": (lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "weight_decay": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
-}
 
 
 def parse_space(raw: Any, method: str | None, problems: Problems
@@ -45,9 +33,9 @@ def parse_space(raw: Any, method: str | None, problems: Problems
     space: dict[str, tuple[Any, ...] | Range] = {}
     for key, values in raw.items():
         path = f"search.space.{key}"
-        if key not in SEARCHABLE:
+        if key not in BY_NAME:
             with problems.at(path):
-                raise unknown(key, list(SEARCHABLE), "search.space")
+                raise unknown(key, list(BY_NAME), "search.space")
             continue
         if isinstance(values, dict):
             rng = _range(key, values, method, problems)
@@ -66,14 +54,14 @@ def _values(key: str, values: list[Any], problems: Problems) -> tuple[Any, ...] 
     if not values:
         problems.add(path, f"{path}: the list of values is empty; give at least one value")
         return None
-    check, valid = SEARCHABLE[key]
+    h = BY_NAME[key]
     converted = []
     for i, value in enumerate(values):
-        as_number = number(value) if key not in ("batch_size", "optimizer") else value
+        as_number = number(value) if h.kind is float else value
         value = value if as_number is None else as_number
         with problems.at(f"{path}[{i}]"):
-            if not check(value):
-                raise invalid(value, valid, f"{path}[{i}]")
+            if not h.check(value):
+                raise invalid(value, h.valid, f"{path}[{i}]")
             converted.append(value)
     if len(converted) < len(values):
         return None
@@ -91,21 +79,21 @@ def _range(key: str, raw: dict[str, Any], method: str | None, problems: Problems
             problems.add(path, f"{path}: a range ({{low, high}}) needs search.method: "
                          "optuna; a grid needs a list of values")
         return None
-    if key == "optimizer":
-        problems.add(path, f"{path}: optimizer takes a list of names, not a range")
+    h = BY_NAME[key]
+    if h.kind is str:
+        problems.add(path, f"{path}: {key} takes a list of names, not a range")
         return None
     before = len(problems.lines)
     rng = build(Range, raw, path, problems)
-    check, valid = SEARCHABLE[key]
     for end in ("low", "high"):
         value = getattr(rng, end)
         if problems.failed(f"{path}.{end}"):
             continue
         with problems.at(f"{path}.{end}"):
-            if key == "batch_size" and value != int(value):
-                raise invalid(value, valid, f"{path}.{end}")
-            if not check(int(value) if key == "batch_size" else value):
-                raise invalid(value, valid, f"{path}.{end}")
+            if h.kind is int and value != int(value):
+                raise invalid(value, h.valid, f"{path}.{end}")
+            if not h.check(int(value) if h.kind is int else value):
+                raise invalid(value, h.valid, f"{path}.{end}")
     if len(problems.lines) > before:
         return None
     with problems.at(path):

@@ -10,6 +10,7 @@ before anything is written.
 from __future__ import annotations
 
 import dataclasses
+import math
 import shutil
 import sys
 import tempfile
@@ -33,10 +34,11 @@ from harness.config import (
     dump_config,
 )
 from harness.data import Dataset, load_dataset
+from harness.device import resolve_device, setup_device
 from harness.files import atomic_write_csv, atomic_write_text, file_lock
 from harness.importance import importance
 from harness.locks import claim_lock
-from harness.models import build_model, model_summary, summary_totals
+from harness.models import build_model, example_input, model_summary, summary_totals
 from harness.owner import heartbeat
 from harness.results import finished_trials, write_results, write_tables
 from harness.search import Search, needs_rerun, total_points
@@ -46,7 +48,8 @@ from harness.sinks.progress import ProgressSink
 from harness.sinks.tensorboard import TensorBoardSink, write_experiment
 from harness.sinks.visdom import VisdomSink, parse_url
 from harness.storage import check_resumable, discard, open_storage, open_study, prepare_out
-from harness.trial import TrialResult, resolve_device, run_trial
+from harness.trial import run_trial
+from harness.types import Training, TrialResult
 
 DRY_RUN_BATCHES = 2  # a dry run trains this many batches of one epoch per trial
 EXAMPLES = 256  # test digits a trial's prediction grid picks from
@@ -84,6 +87,7 @@ def run_sweep(config: Config, options: SweepOptions) -> SweepOutcome:
     out = options.out or Path("results") / config.name
     check_resumable(out, config, options.fresh)
     device = resolve_device(options.device or config.train.device)
+    setup_device(device)
     data = load_dataset(config.data, device)
     prepare_out(out)
     with open_storage(options.storage or f"sqlite:///{out / 'study.db'}") as storage:
@@ -111,7 +115,8 @@ def _run_with_workers(config: Config, out: Path, storage: optuna.storages.BaseSt
         workers.stop(children)
         study = open_study(config, storage)  # the children's interrupted trials too
         write_results(out, study.get_trials(deepcopy=False),
-                      summary_totals(model_summary(build_model(config.model))))
+                      summary_totals(model_summary(build_model(config.model),
+                                                   example_input(config.model))))
         raise
     finally:
         workers.join(children)
@@ -127,7 +132,8 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
     """Claim, run and record trials until none is left."""
     model = _write_model_summary(config, out, data, options.progress and not options.child)
     study = open_study(config, storage)
-    search = Search(config, study, storage, max_batches)
+    search = Search(config, study, storage)
+    training = training_settings(config, max_batches)
     sinks = _Sinks(config, out, data, options, study)
     maximize = config.objective.direction == "maximize"
     ran, tables_due = 0, 0.0
@@ -139,7 +145,7 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
                 break
             checkpoint = out / "checkpoints" / f"{claim.spec.run}.pt"
             with heartbeat(storage, claim.trial_id):
-                result = run_trial(claim.spec, data, sinks.all, checkpoint,
+                result = run_trial(claim.spec, training, data, sinks.all, checkpoint,
                                    _pruning(claim.trial, config))
             _record(study, claim.trial, result, data)
             ran += 1
@@ -164,6 +170,20 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
     return SweepOutcome(out=out, trials=table, ran=ran, model=model)
 
 
+def training_settings(config: Config, max_batches: int | None = None) -> Training:
+    """How every trial of the sweep trains; a dry run trains max_batches of one epoch."""
+    tensorboard = config.logging.tensorboard
+    return Training(
+        epochs=1 if max_batches else config.train.epochs, model=config.model,
+        eval_batch_size=config.train.eval_batch_size, metric=config.objective.metric,
+        maximize=config.objective.direction == "maximize", max_batches=max_batches,
+        log_every=tensorboard.log_every if tensorboard else 0, amp=config.train.amp,
+        channels_last=config.train.channels_last,
+        # A dry run's mean of two batches is the start of training, where a loss far
+        # above the epoch's mean is common: only a non-finite loss is divergence there.
+        diverge_above=math.inf if max_batches else config.train.diverge_above)
+
+
 class _Sinks:
     """The progress bar, TensorBoard and Visdom of one process's trials."""
 
@@ -174,7 +194,8 @@ class _Sinks:
             return sum(not needs_rerun(t) for t in trials)
 
         self.progress = ProgressSink(total_points(config), done, lines=options.progress,
-                                     bar=options.progress and not options.child)
+                                     bar=options.progress and not options.child,
+                                     metric=config.objective.metric)
         self.all: list[Sink] = [self.progress]
         if config.logging.tensorboard is not None:
             examples = (data.x_test[:EXAMPLES], data.y_test[:EXAMPLES])
@@ -244,7 +265,7 @@ def _write_model_summary(config: Config, out: Path, data: Dataset, show: bool
                          ) -> dict[str, int]:
     """model_summary.csv and, once per sweep, TensorBoard's experiment and graph."""
     model = build_model(config.model)
-    table = model_summary(model)
+    table = model_summary(model, example_input(config.model))
     atomic_write_csv(out / "model_summary.csv", table)
     if show:
         print(f"{config.model}: {table['params'].sum():,} parameters, "
@@ -265,6 +286,7 @@ def _dry_run(config: Config, options: SweepOptions) -> SweepOutcome:
         raise ConfigError(f"--out: {options.out} holds a sweep; a dry run needs a new or "
                           "empty directory")
     device = resolve_device(options.device or config.train.device)
+    setup_device(device)
     data = load_dataset(config.data, device)
     with _dry_out(options.out) as out, open_storage(":memory:") as storage:
         atomic_write_text(out / "config.yaml", dump_config(config))

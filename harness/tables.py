@@ -17,14 +17,12 @@ import numpy as np
 import pandas as pd
 
 from harness import stats
+from harness.hyperparams import CORE, NAMES, OPTIMIZER
 
-HPARAMS = ["optimizer", "lr", "batch_size", "momentum", "weight_decay"]
-CORE = ["optimizer", "lr", "batch_size"]  # always shown, searched or not
-LOG_SCALE = {"lr", "weight_decay", "batch_size"}  # binned on a log scale unless told
 MAX_LEVELS = 12  # more distinct values than this, and a number is binned as continuous
 EXTRAS = ("best_epoch", "duration_s")  # means over COMPLETE seeds, after the tests
 TEST_COLUMNS = ("test_acc", "best_test_acc")  # the reported test metric; the 2nd: old results
-TOP_COLUMNS = ["sweep", "run", "state", "optimizer", "lr", "batch_size", "seed", "value",
+TOP_COLUMNS = ["sweep", "run", "state", *CORE, "seed", "value",
                "test_acc", "best_epoch", "final_test_loss", "duration_s"]
 ALPHA = stats.ALPHA
 CURVES_EACH = 20  # up to this many trials, a view of learning curves draws each one
@@ -147,7 +145,7 @@ def test_column(trials: pd.DataFrame) -> str | None:
 def config_columns(trials: pd.DataFrame, spec: Spec = DEFAULT) -> list[str]:
     """The columns that identify a configuration: `sweep` when several are compared,
     optimizer, lr and batch size, and every other hyperparameter searched or varying."""
-    extra = [c for c in HPARAMS if c not in CORE and c in trials.columns
+    extra = [c for c in NAMES if c not in CORE and c in trials.columns
              and (c in spec.searched or trials[c].nunique(dropna=False) > 1)]
     return [c for c in ("sweep", *CORE, *extra) if c in trials.columns]
 
@@ -216,7 +214,7 @@ def by_optimizer(trials: pd.DataFrame, spec: Spec = DEFAULT,
     many of the optimizer's trials failed or were pruned; an optimizer with no COMPLETE
     trial is listed last with its counts. `board`: the leaderboard, when at hand."""
     board = leaderboard(trials, spec) if board is None else board
-    keys = [c for c in ("sweep", "optimizer") if c in trials.columns]
+    keys = [c for c in ("sweep", OPTIMIZER) if c in trials.columns]
     best = board.drop_duplicates(keys, keep="first")
     totals = trials.groupby(keys, dropna=False)["state"].agg(
         optimizer_trials="size", optimizer_failed=lambda s: int((s == "FAIL").sum()),
@@ -255,7 +253,7 @@ def _reason(error: str) -> str:
 def as_text(frame: pd.DataFrame) -> pd.DataFrame:
     """Hyperparameter columns as unique labels, so no two values print alike."""
     out = frame.copy()
-    for column in HPARAMS:
+    for column in NAMES:
         if column in out.columns and pd.api.types.is_float_dtype(out[column]):
             names = stats.labels(out[column].dropna().tolist())
             out[column] = out[column].map(names).astype(object)

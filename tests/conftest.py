@@ -116,9 +116,9 @@ def postgres_url():
 def interrupt_epoch(monkeypatch, at: int) -> None:
     """Make the `at`-th training epoch of this process raise KeyboardInterrupt, as a
     Ctrl-C in the middle of a trial would."""
-    import harness.trial
+    import harness.trainers.single
 
-    real, calls = harness.trial.train_epoch, []
+    real, calls = harness.trainers.single.train_epoch, []
 
     def train_epoch(*args, **kwargs):
         calls.append(1)
@@ -126,7 +126,7 @@ def interrupt_epoch(monkeypatch, at: int) -> None:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(harness.trial, "train_epoch", train_epoch)
+    monkeypatch.setattr(harness.trainers.single, "train_epoch", train_epoch)
 
 
 @pytest.fixture

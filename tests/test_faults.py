@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from harness.cli import main
 from harness.config import DataConfig
 from harness.data import load_dataset
-from harness.trial import TrialSpec, run_trial
+from harness.trial import run_trial
+from harness.types import Training, TrialSpec
 
 
 def test_a_truncated_data_file_is_bad_input_that_names_the_files(tmp_path, write_config):
@@ -45,18 +46,18 @@ def test_an_unwritable_results_path_is_bad_input(tmp_path, write_config):
 
 
 def test_out_of_memory_inside_a_trial_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
-    import harness.trial
+    import harness.trainers.single
     from harness.config import parse_config
     from harness.sweep import SweepOptions, run_sweep
 
-    real = harness.trial.train_epoch
+    real = harness.trainers.single.train_epoch
 
     def oom_for_large_batches(model, optimizer, x, y, batch_size, *args):
         if batch_size == 64:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         return real(model, optimizer, x, y, batch_size, *args)
 
-    monkeypatch.setattr(harness.trial, "train_epoch", oom_for_large_batches)
+    monkeypatch.setattr(harness.trainers.single, "train_epoch", oom_for_large_batches)
     raw = small_config(search={"space": {"batch_size": [32, 64], "optimizer": ["sgd"]}})
     trials = run_sweep(parse_config(raw), SweepOptions(out=tmp_path, progress=False)).trials
     by_batch = trials.set_index("batch_size")
@@ -71,7 +72,8 @@ def test_nan_in_the_first_step_fails_the_trial_as_diverged():
     data.x_train[0, 0, 0, 0] = float("nan")  # one damaged pixel
     params = {"lr": 0.01, "batch_size": 64, "optimizer": "sgd", "momentum": 0.9,
               "weight_decay": 0.0}
-    result = run_trial(TrialSpec(number=0, run="r", params=params, seed=0, epochs=3), data)
+    result = run_trial(TrialSpec(number=0, run="r", params=params, seed=0), Training(epochs=3),
+                       data)
     assert result.state == "FAIL"
     assert result.error == "diverged: train loss is nan at epoch 1"
 
@@ -197,12 +199,12 @@ NO_SPACE_LINE = re.compile(r"harness: (\S+): no space left on device; free some 
 
 def test_a_full_disk_mid_trial_records_it_retryable_and_stops_the_sweep(
         tmp_path, monkeypatch, full_disk):
-    import harness.trial
+    import harness.trainers.single
     from harness.config import parse_config
     from harness.sweep import SweepOptions, run_sweep
 
     out = full_disk(tmp_path / "r", free=2_000_000)  # room for the first trial
-    real, calls = harness.trial.train_epoch, []
+    real, calls = harness.trainers.single.train_epoch, []
 
     def fill_in_the_second_trial(*args, **kwargs):
         calls.append(1)
@@ -210,7 +212,7 @@ def test_a_full_disk_mid_trial_records_it_retryable_and_stops_the_sweep(
             fill(out, free=120_000)  # room for the study's record, not for a checkpoint
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(harness.trial, "train_epoch", fill_in_the_second_trial)
+    monkeypatch.setattr(harness.trainers.single, "train_epoch", fill_in_the_second_trial)
     config = parse_config(small_config())
     with pytest.raises(OSError) as info:
         run_sweep(config, SweepOptions(out=out, progress=False))

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from harness.models import build_optimizer
+from harness.hyperparams import build_optimizer
 from harness.trainers.fused_optim import FUSED_OPTIMIZERS, build_fused_optimizer
 
 SHAPES = [(6, 1, 5, 5), (6,), (10, 84)]
@@ -33,7 +33,8 @@ def set_grads(member_params, grads):
 @pytest.mark.parametrize("name", list(FUSED_OPTIMIZERS))
 def test_each_member_follows_torch_optim_over_many_steps(name, dtype):
     reference = members(dtype)
-    optimizers = [build_optimizer(name, params, LR[k], MOMENTUM[k], WEIGHT_DECAY[k])
+    optimizers = [build_optimizer(params, {"optimizer": name, "lr": LR[k], "momentum": MOMENTUM[k],
+                                                   "weight_decay": WEIGHT_DECAY[k]})
                   for k, params in enumerate(reference)]
     flat = flatten(reference)
     fused = build_fused_optimizer(name, flat, LR, MOMENTUM, WEIGHT_DECAY)
@@ -52,7 +53,8 @@ def test_each_member_follows_torch_optim_over_many_steps(name, dtype):
 @pytest.mark.parametrize("name", list(FUSED_OPTIMIZERS))
 def test_masked_and_non_finite_members_are_not_updated_and_touch_no_other(name):
     reference = members(torch.float64)
-    optimizers = [build_optimizer(name, params, LR[k], MOMENTUM[k], WEIGHT_DECAY[k])
+    optimizers = [build_optimizer(params, {"optimizer": name, "lr": LR[k], "momentum": MOMENTUM[k],
+                                                   "weight_decay": WEIGHT_DECAY[k]})
                   for k, params in enumerate(reference)]
     flat = flatten(reference)
     before = flat.clone()

@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from harness.models import LeNet, build_optimizer
+from harness.hyperparams import build_optimizer
+from harness.models import LeNet
 from harness.train import evaluate, train_epoch
 from harness.trainers.fused_optim import FUSED_OPTIMIZERS
 from harness.trainers.population import Member, PopulationTrainer
@@ -42,8 +43,7 @@ def one_at_a_time(optimizer, member, dtype=F64, epochs=EPOCHS):
     (x, y), val, test = digits(dtype)
     torch.manual_seed(member.seed)
     model = LeNet().to(dtype)
-    opt = build_optimizer(optimizer, model.parameters(), member.lr, member.momentum,
-                          member.weight_decay)
+    opt = build_optimizer(model.parameters(), member.values(optimizer))
     generator = torch.Generator().manual_seed(member.seed)
     history = []
     for _ in range(epochs):
@@ -165,8 +165,7 @@ def test_bf16_autocast_members_follow_their_autocast_trials():
     for k, member in enumerate(members):
         torch.manual_seed(member.seed)
         model = LeNet()
-        opt = build_optimizer("sgd", model.parameters(), member.lr, member.momentum,
-                              member.weight_decay)
+        opt = build_optimizer(model.parameters(), member.values("sgd"))
         generator = torch.Generator().manual_seed(member.seed)
         want = train_epoch(model, opt, x, y, BATCH, generator, amp=True)
         val_loss, _ = evaluate(model, *val, 1000, amp=True)
@@ -182,8 +181,7 @@ def test_max_batches_cuts_every_members_epoch_short_as_train_epoch_does():
     for k, member in enumerate(SGD_MEMBERS[:2]):
         torch.manual_seed(member.seed)
         model = LeNet().to(F64)
-        opt = build_optimizer("sgd", model.parameters(), member.lr, member.momentum,
-                              member.weight_decay)
+        opt = build_optimizer(model.parameters(), member.values("sgd"))
         want = train_epoch(model, opt, x, y, BATCH, torch.Generator().manual_seed(member.seed),
                            max_batches=2)
         assert stats.train_loss[k] == pytest.approx(want.loss, rel=1e-6)

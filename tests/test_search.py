@@ -8,8 +8,9 @@ from conftest import small_config
 from optuna.trial import TrialState
 
 from harness.config import parse_config
+from harness.hyperparams import run_name
 from harness.owner import is_dead_here, this_process
-from harness.search import DEAD, Search, grid_points, run_name, total_points
+from harness.search import DEAD, Search, grid_points, total_points
 
 
 def make_search(raw):

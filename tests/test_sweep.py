@@ -134,16 +134,16 @@ def test_a_diverging_trial_fails_and_the_others_complete(tmp_path):
 
 
 def test_an_exception_in_one_trial_does_not_stop_the_sweep(tmp_path, monkeypatch):
-    import harness.trial
+    import harness.trainers.single
 
-    real = harness.trial.build_optimizer
+    real = harness.trainers.single.build_optimizer
 
-    def flaky(name, *args, **kwargs):
-        if name == "adam":
+    def flaky(params, values, *args, **kwargs):
+        if values["optimizer"] == "adam":
             raise ValueError("adam is broken today")
-        return real(name, *args, **kwargs)
+        return real(params, values, *args, **kwargs)
 
-    monkeypatch.setattr(harness.trial, "build_optimizer", flaky)
+    monkeypatch.setattr(harness.trainers.single, "build_optimizer", flaky)
     trials = sweep(small_config(), tmp_path / "r").trials
     assert (trials[trials.optimizer == "sgd"].state == "COMPLETE").all()
     failed = trials[trials.optimizer == "adam"]

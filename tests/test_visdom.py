@@ -21,7 +21,7 @@ import harness.sinks.visdom
 from harness.config import VisdomConfig, parse_config
 from harness.sinks.visdom import BAND, VisdomSink, parse_url
 from harness.sweep import SweepOptions, run_sweep
-from harness.trial import TrialSpec
+from harness.types import TrialSpec
 
 STABLE = ["trial", "run", "state", "val_acc", "test_acc", "best_epoch", "final_test_acc",
           "final_test_loss", "final_train_loss", "error"]
@@ -135,10 +135,10 @@ def test_no_server_is_one_warning_and_the_same_results(tmp_path, capsys):
 
 def test_a_server_killed_mid_sweep_is_one_warning_and_the_same_results(
         tmp_path, capsys, monkeypatch):
-    import harness.trial
+    import harness.trainers.single
 
     process, port = start_server(tmp_path / "envs")
-    real, calls = harness.trial.train_epoch, []
+    real, calls = harness.trainers.single.train_epoch, []
 
     def kill_server_in_second_trial(*args, **kwargs):
         calls.append(1)
@@ -148,7 +148,7 @@ def test_a_server_killed_mid_sweep_is_one_warning_and_the_same_results(
         return real(*args, **kwargs)
 
     sweep(tmp_path / "off")
-    monkeypatch.setattr(harness.trial, "train_epoch", kill_server_in_second_trial)
+    monkeypatch.setattr(harness.trainers.single, "train_epoch", kill_server_in_second_trial)
     capsys.readouterr()
     sweep(tmp_path / "on", port)
     err = capsys.readouterr().err.strip().splitlines()
@@ -283,7 +283,7 @@ class Trials:
 
     def run(self, sink, number, value, epochs=2, record=True):
         run = f"{number:04d}-sgd"
-        sink.start(TrialSpec(number, run, {}, 0, epochs), None)
+        sink.start(TrialSpec(number, run, {}, 0), None)
         points = [{"epoch": e, "test_acc": value * e / epochs, "train_loss": 1 / (value * e)}
                   for e in range(1, epochs + 1)]
         for point in points:

@@ -18,9 +18,9 @@ class ProgressSink:
     """`done` counts the sweep's finished trials, whichever worker ran them."""
 
     def __init__(self, total: int, done: Callable[[], int], lines: bool = True,
-                 bar: bool = True) -> None:
+                 bar: bool = True, metric: str = "val_acc") -> None:
         self.total, self.count, self.lines = total, done, lines
-        self.metric = ""  # the running trial's objective, shown on the bar
+        self.metric = metric  # the objective, shown on the bar
         # The bar only draws on a terminal; the per-trial lines print anywhere.
         self.bar = tqdm(total=total, initial=done(), unit="trial", file=sys.stderr,
                         disable=True if not bar else None, dynamic_ncols=True,
@@ -28,7 +28,6 @@ class ProgressSink:
 
     def start(self, spec: TrialSpec, model: nn.Module) -> None:
         self.bar.set_description(spec.run)
-        self.metric = spec.metric
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         if self.metric in metrics:
@@ -49,7 +48,7 @@ def format_result(result: TrialResult, done: int, total: int) -> str:
     """One line: position, run, state, the objective at the best epoch and that epoch's
     test accuracy, time, reason."""
     width = len(str(total))
-    metric, best = result.spec.metric, result.best
+    metric, best = result.metric, result.best
     if not best:
         score = "no epoch finished"
     else:

@@ -32,6 +32,8 @@ from torch.utils.tensorboard import SummaryWriter
 
 from harness.config import Config, Range, TensorBoardConfig
 from harness.errors import describe, warn
+from harness.hyperparams import BY_NAME, LR
+from harness.models import example_input
 from harness.sinks.graph import graph_def
 from harness.sinks.images import png, prediction_grid
 
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
     from harness.types import TrialResult, TrialSpec
 
 SCALARS = {"train_loss": "train/loss", "val_loss": "val/loss", "val_acc": "val/accuracy",
-           "test_loss": "test/loss", "test_acc": "test/accuracy", "lr": "train/lr",
+           "test_loss": "test/loss", "test_acc": "test/accuracy", LR: "train/lr",
            "epoch_s": "time/epoch_s"}
 # The HParams table's metrics: validation and test at the best epoch (the one chosen on
 # the objective, the checkpoint's), and test at the last.
@@ -59,7 +61,9 @@ def masked_crc32c(data: bytes) -> int:
     return (((x >> 15) | (x << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-record_writer.masked_crc32c = masked_crc32c
+def fast_checksums() -> None:
+    """TensorBoard's record writer with masked_crc32c: for every writer of this process."""
+    record_writer.masked_crc32c = masked_crc32c
 
 
 class TensorBoardSink:
@@ -72,6 +76,7 @@ class TensorBoardSink:
         self.model: nn.Module | None = None
         self.spec: TrialSpec | None = None
         quiet_writer_threads()
+        fast_checksums()
 
     def start(self, spec: TrialSpec, model: nn.Module) -> None:
         path = self.root / spec.run
@@ -176,6 +181,7 @@ def write_experiment(root: Path, config: Config, model: nn.Module, summary_md: s
     if any(root.glob("events.out.tfevents.*")):
         return  # a resumed sweep or another worker already wrote it
     quiet_writer_threads()
+    fast_checksums()
     try:
         _write_experiment(root, config, model, summary_md)
     except Exception as err:
@@ -189,7 +195,7 @@ def _write_experiment(root: Path, config: Config, model: nn.Module, summary_md: 
         settings = config.logging.tensorboard or TensorBoardConfig()
         if settings.graph:
             device = next(model.parameters()).device
-            graph = graph_def(model, torch.zeros(1, 1, 28, 28, device=device))
+            graph = graph_def(model, example_input(config.model, device))
             writer.file_writer.add_event(Event(graph_def=graph.SerializeToString()))
             writer.add_text("model/summary", summary_md)
 
@@ -240,7 +246,7 @@ def _hparam_info(name: str, values: tuple[Any, ...] | Range) -> api_pb2.HParamIn
         return api_pb2.HParamInfo(name=name, type=api_pb2.DATA_TYPE_FLOAT64,
                                   domain_interval=api_pb2.Interval(
                                       min_value=values.low, max_value=values.high))
-    if all(isinstance(v, str) for v in values):
+    if BY_NAME[name].kind is str:
         domain = [struct_pb2.Value(string_value=v) for v in values]
         kind = api_pb2.DATA_TYPE_STRING
     else:

@@ -148,7 +148,7 @@ FUSED_OPTIMIZERS: dict[str, Callable[[Tensor, Floats, Floats, Floats], FusedOpti
 
 def build_fused_optimizer(name: str, params: Tensor, lr: Floats, momentum: Floats,
                           weight_decay: Floats) -> FusedOptimizer:
-    """harness.models.build_optimizer's table, vectorized: only sgd takes `momentum`."""
+    """harness.hyperparams.OPTIMIZERS, vectorized: only sgd takes `momentum`."""
     if name not in FUSED_OPTIMIZERS:
         raise ValueError(f"optimizer {name!r} has no fused form; choose one of "
                          f"{', '.join(FUSED_OPTIMIZERS)}")

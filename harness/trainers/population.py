@@ -22,11 +22,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from harness.hyperparams import LR, MOMENTUM, OPTIMIZER, WEIGHT_DECAY
 from harness.trainers.fused_optim import build_fused_optimizer
 from harness.trainers.stacked import StackedLeNet, seeded_lenets
 
@@ -38,8 +40,13 @@ EVAL_MEMBER_SAMPLES = 32_768  # members x samples per evaluation chunk (bounds i
 class Member:
     seed: int  # initial weights and batch order
     lr: float
-    momentum: float = 0.0  # sgd only, as in harness.models.build_optimizer
+    momentum: float = 0.0  # sgd only, as in harness.hyperparams.OPTIMIZERS
     weight_decay: float = 0.0
+
+    def values(self, optimizer: str) -> dict[str, Any]:
+        """Its hyperparameters as harness.hyperparams.build_optimizer takes them."""
+        return {OPTIMIZER: optimizer, LR: self.lr, MOMENTUM: self.momentum,
+                WEIGHT_DECAY: self.weight_decay}
 
 
 @dataclass(frozen=True)
