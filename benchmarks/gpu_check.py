@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 
 from harness.hyperparams import build_optimizer
-from harness.models import LeNet
+from harness.lenet import LeNet
 from harness.train import evaluate, train_epoch
 from harness.trainers.fused_optim import FUSED_OPTIMIZERS
 from harness.trainers.population import Member, PopulationTrainer

@@ -26,7 +26,7 @@ from common import SAMPLES, digits_60k, write_idx
 
 from harness.data import Dataset
 from harness.device import resolve_device, setup_device
-from harness.models import LeNet
+from harness.lenet import LeNet
 from harness.trial import run_trial
 from harness.types import Training, TrialSpec
 

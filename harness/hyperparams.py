@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from harness.schema import is_number
+
+if TYPE_CHECKING:
+    import torch
 
 OPTIMIZER, LR, BATCH_SIZE, MOMENTUM, WEIGHT_DECAY = (
     "optimizer", "lr", "batch_size", "momentum", "weight_decay")
@@ -30,7 +31,7 @@ def _count(value: Any) -> bool:
 @dataclass(frozen=True)
 class Optimizer:
     name: str  # as written in a config
-    cls: type[torch.optim.Optimizer]
+    torch_name: str  # its class in torch.optim (loaded when one is built, not at import)
     uses: tuple[str, ...]  # the hyperparameters passed to it; the rest do not reach it
     speed: str  # "fused" or "foreach": the keyword of its one-kernel update on CUDA
 
@@ -38,10 +39,10 @@ class Optimizer:
 # Only sgd takes momentum; the others keep their own defaults (rmsprop with momentum 0.9
 # at common learning rates does not learn).
 OPTIMIZERS: dict[str, Optimizer] = {o.name: o for o in (
-    Optimizer("sgd", torch.optim.SGD, (LR, MOMENTUM, WEIGHT_DECAY), "fused"),
-    Optimizer("adam", torch.optim.Adam, (LR, WEIGHT_DECAY), "fused"),
-    Optimizer("adamw", torch.optim.AdamW, (LR, WEIGHT_DECAY), "fused"),
-    Optimizer("rmsprop", torch.optim.RMSprop, (LR, WEIGHT_DECAY), "foreach"),
+    Optimizer("sgd", "SGD", (LR, MOMENTUM, WEIGHT_DECAY), "fused"),
+    Optimizer("adam", "Adam", (LR, WEIGHT_DECAY), "fused"),
+    Optimizer("adamw", "AdamW", (LR, WEIGHT_DECAY), "fused"),
+    Optimizer("rmsprop", "RMSprop", (LR, WEIGHT_DECAY), "foreach"),
 )}
 
 
@@ -78,9 +79,12 @@ def build_optimizer(params: Iterable[torch.Tensor], values: dict[str, Any],
                     fused: bool = False) -> torch.optim.Optimizer:
     """values[OPTIMIZER]'s optimizer with the hyperparameters it uses. `fused` (CUDA)
     updates all parameters in one kernel instead of one per tensor."""
+    import torch
+
     optimizer = OPTIMIZERS[values[OPTIMIZER]]
+    cls = getattr(torch.optim, optimizer.torch_name)
     speed = {optimizer.speed: True if fused else None}  # None: torch's own choice
-    return optimizer.cls(params, **{name: values[name] for name in optimizer.uses}, **speed)
+    return cls(params, **{name: values[name] for name in optimizer.uses}, **speed)
 
 
 def run_name(index: int, values: dict[str, Any], seed: int, searched: Iterable[str]) -> str:

@@ -1,4 +1,7 @@
-"""LeNet, the registry of models with their input shapes, and the per-layer summary."""
+"""The registry of models, each with its input shape, and the per-layer summary.
+
+Naming and checking a model loads no torch: a config's bad model name is answered at once.
+"""
 
 from __future__ import annotations
 
@@ -6,36 +9,14 @@ import contextlib
 import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
-
-import pandas as pd
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from harness.types import IMAGE_SHAPE
 
-
-class LeNet(nn.Module):
-    """LeNet-5 as in the original article: two 5x5 convolutions with 2x2 max-pooling,
-    then three fully connected layers, ReLU throughout; 44,426 parameters."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 6, kernel_size=5)  # 28x28 -> 6x24x24 -> pool 6x12x12
-        self.conv2 = nn.Conv2d(6, 16, kernel_size=5)  # -> 16x8x8 -> pool 16x4x4
-        self.fc1 = nn.Linear(16 * 4 * 4, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
-        self.pool = nn.MaxPool2d(2)
-        self.relu = nn.ReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(self.relu(self.conv1(x)))
-        x = self.pool(self.relu(self.conv2(x)))
-        x = torch.flatten(x, 1)
-        x = self.relu(self.fc1(x))
-        x = self.relu(self.fc2(x))
-        return self.fc3(x)
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -44,8 +25,14 @@ class Model:
     input_shape: tuple[int, ...]  # one sample's: channels, height, width
 
 
+def _lenet() -> nn.Module:
+    from harness.lenet import LeNet
+
+    return LeNet()
+
+
 # The models a config may name, each with the input it takes.
-MODELS: dict[str, Model] = {"lenet": Model(LeNet, IMAGE_SHAPE)}
+MODELS: dict[str, Model] = {"lenet": Model(_lenet, IMAGE_SHAPE)}
 
 
 def build_model(name: str) -> nn.Module:
@@ -54,6 +41,8 @@ def build_model(name: str) -> nn.Module:
 
 def example_input(name: str, device: torch.device | str = "cpu") -> torch.Tensor:
     """One zero sample of the model's input, batched: for tracing and summaries."""
+    import torch
+
     return torch.zeros(1, *MODELS[name].input_shape, device=device)
 
 
@@ -89,6 +78,8 @@ def _pandas2_sum() -> Iterator[None]:
     """torchsummaryX 1.3.0 calls DataFrame.sum() over columns that hold lists, which
     pandas >= 2 refuses (TypeError). For the length of its call, sum treats
     non-numbers as missing, which is what pandas 1 did."""
+    import pandas as pd
+
     original = pd.DataFrame.sum
 
     def numeric_sum(self: pd.DataFrame, *args: Any, **kwargs: Any) -> Any:

@@ -1,7 +1,8 @@
 import torch
 
 from harness.hyperparams import build_optimizer
-from harness.models import LeNet, count_params, example_input, model_summary
+from harness.lenet import LeNet
+from harness.models import count_params, example_input, model_summary
 
 
 def values(optimizer, lr, momentum, weight_decay):

@@ -15,7 +15,7 @@ from conftest import interrupt_epoch, small_config
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from harness.config import parse_config
-from harness.models import LeNet
+from harness.lenet import LeNet
 from harness.sinks.images import prediction_grid
 from harness.sinks.tensorboard import HISTOGRAM_BINS, histograms
 from harness.sweep import SweepOptions, run_sweep

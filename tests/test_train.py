@@ -2,7 +2,7 @@ import torch
 
 from harness.config import DataConfig
 from harness.data import load_dataset
-from harness.models import LeNet
+from harness.lenet import LeNet
 from harness.train import evaluate, train_epoch
 
 CPU = torch.device("cpu")

@@ -8,7 +8,7 @@ import torch
 from harness.config import ConfigError, DataConfig
 from harness.data import load_dataset
 from harness.device import resolve_device, setup_device
-from harness.models import LeNet
+from harness.lenet import LeNet
 from harness.sinks.base import MemorySink
 from harness.sinks.guard import guarded
 from harness.trial import run_trial

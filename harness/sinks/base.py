@@ -1,4 +1,5 @@
-"""The sink interface: `start` a trial, `log` its metrics, `finish` it.
+"""The sink interface: `start` a trial, `log` its metrics, `finish` it, `close` it
+(let go of its files and connections, also after an error).
 
 `log` gets the epoch's metrics (train_loss, val_loss, val_acc, test_loss, test_acc, lr,
 epoch_s, elapsed_s, epoch) with step = the epoch, and, when the trial samples step losses,
@@ -24,6 +25,8 @@ class Sink(Protocol):
 
     def finish(self, result: TrialResult) -> None: ...
 
+    def close(self) -> None: ...
+
 
 class MemorySink:
     """Keeps everything in lists: for tests and for code that wants the raw calls."""
@@ -32,6 +35,7 @@ class MemorySink:
         self.started: list[TrialSpec] = []
         self.logged: list[tuple[dict[str, float], int]] = []
         self.finished: list[TrialResult] = []
+        self.closed = False
 
     def start(self, spec: TrialSpec, model: nn.Module) -> None:
         self.started.append(spec)
@@ -41,3 +45,6 @@ class MemorySink:
 
     def finish(self, result: TrialResult) -> None:
         self.finished.append(result)
+
+    def close(self) -> None:
+        self.closed = True

@@ -31,6 +31,9 @@ class Guarded:
     def finish(self, result: TrialResult) -> None:
         self._call("finish", result)
 
+    def close(self) -> None:
+        self._call("close")
+
     def _call(self, method: str, *args: Any) -> None:
         if not self.on:
             return

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from harness.models import LeNet
+from harness.lenet import LeNet
 
 CONVS = ("grouped", "vmap")  # how the members' convolutions are batched
 
