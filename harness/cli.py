@@ -149,7 +149,7 @@ def _sweep(args: argparse.Namespace) -> int:
     args.database = args.storage or (args.out or Path("results") / config.name) / "study.db"
     outcome = run_sweep(config, options)
     trials = outcome.trials
-    maximize = config.objective.direction == "maximize"
+    maximize = config.objective.maximize
     with pd.option_context("display.width", 120, "display.max_columns", 20):
         top = top_trials(trials, 5, maximize).round(
             {LR: 6, "val_acc": 4, "test_acc": 4, "final_test_loss": 4, "duration_s": 1})

@@ -92,6 +92,10 @@ class ObjectiveConfig:
     metric: str = "val_acc"  # chooses each trial's best epoch; a key of METRICS (test_*: biased)
     direction: str = ""  # maximize | minimize; empty picks the metric's natural direction
 
+    @property
+    def maximize(self) -> bool:
+        return self.direction == "maximize"
+
 
 @dataclass(frozen=True)
 class VisdomConfig:

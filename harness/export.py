@@ -64,7 +64,7 @@ def _export(storage: optuna.storages.BaseStorage, name: str, out: Path,
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", dump_config(config))
     table = write_results(out, trials, model)
-    write_tables(out, table, config.objective.direction == "maximize", config.name,
+    write_tables(out, table, config.objective.maximize, config.name,
                  importance(study))
     return len(table)
 

@@ -122,7 +122,7 @@ def _run_with_workers(config: Config, out: Path, storage: optuna.storages.BaseSt
         workers.join(children)
     study = open_study(config, storage)
     outcome.trials = write_results(out, study.get_trials(deepcopy=False), outcome.model)
-    write_tables(out, outcome.trials, config.objective.direction == "maximize", config.name,
+    write_tables(out, outcome.trials, config.objective.maximize, config.name,
                  importance(study))
     return outcome
 
@@ -135,7 +135,7 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
     search = Search(config, study, storage)
     training = training_settings(config, max_batches)
     sinks = _Sinks(config, out, data, options, study)
-    maximize = config.objective.direction == "maximize"
+    maximize = config.objective.maximize
     ran, tables_due = 0, 0.0
     try:
         while True:
@@ -176,7 +176,7 @@ def training_settings(config: Config, max_batches: int | None = None) -> Trainin
     return Training(
         epochs=1 if max_batches else config.train.epochs, model=config.model,
         eval_batch_size=config.train.eval_batch_size, metric=config.objective.metric,
-        maximize=config.objective.direction == "maximize", max_batches=max_batches,
+        maximize=config.objective.maximize, max_batches=max_batches,
         log_every=tensorboard.log_every if tensorboard else 0, amp=config.train.amp,
         channels_last=config.train.channels_last,
         # A dry run's mean of two batches is the start of training, where a loss far
