@@ -143,7 +143,7 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
             with heartbeat(storage, claim.trial_id) as lease:
                 result = run_trial(claim.spec, data, sinks.all, checkpoint,
                                    _pruning(claim.trial, config, lease))
-            ran += _record(study, claim, result, data, lease)
+            ran += _record(study, claim, result, data, lease, options.progress)
             table = write_results(out, study.get_trials(deepcopy=False), model)
             if time.monotonic() >= tables_due:
                 write_tables(out, table, maximize, config.name)
@@ -234,7 +234,7 @@ def _pruning(trial: optuna.Trial, config: Config, lease: Lease) -> Any:
     def on_epoch(metrics: dict[str, float]) -> bool:
         lost = lease.lost()
         if lost:  # stop training a point that another worker may be running
-            raise TrialTaken(lost)
+            raise TrialTaken(f"{lost}; {DROPPED}")
         trial.report(metrics[metric], int(metrics["epoch"]))
         return trial.should_prune()
 
@@ -245,13 +245,18 @@ class TrialTaken(RuntimeError):
     """The trial's heartbeat stopped: other workers run its point; this attempt stops."""
 
 
+DROPPED = "its point runs again and this attempt's result is dropped"
+
+
 def _record(study: optuna.Study, claim: Claim, result: TrialResult, data: Dataset,
-            lease: Lease) -> int:
+            lease: Lease, lines: bool) -> int:
     """Store the result in the study (the source of every results file): 1, or 0 when
-    the trial was no longer this worker's (its result is dropped, with one line)."""
+    the trial was no longer this worker's (its result is dropped, with one line: the
+    trial's progress line when it stopped for that)."""
     lost = lease.lost()
     if lost:
-        return _drop(claim, lost, lease)
+        said = lines and result.error.startswith(TrialTaken.__name__)
+        return _drop(claim, lost, lease, said)
     trial = claim.trial
     try:
         # One attribute, one database write; `error` apart, as resuming reads it.
@@ -266,16 +271,17 @@ def _record(study: optuna.Study, claim: Claim, result: TrialResult, data: Datase
         else:
             study.tell(trial, state=TrialState[result.state])
     except optuna.exceptions.UpdateFinishedTrialError:  # taken while being recorded
-        return _drop(claim, "another worker took it over when its heartbeat stopped", lease)
+        why = "another worker took it over when its heartbeat stopped"
+        return _drop(claim, why, lease, False)
     return 1
 
 
-def _drop(claim: Claim, why: str, lease: Lease) -> int:
-    """A trial that is no longer this worker's: say so, and make sure its point runs again
-    (another worker may not have taken it yet)."""
+def _drop(claim: Claim, why: str, lease: Lease, said: bool) -> int:
+    """A trial that is no longer this worker's: make sure its point runs again (another
+    worker may not have taken it yet) and say so, unless that is `said` already."""
     lease.give_up(f"{INTERRUPTED}: {why}")
-    warn(f"{claim.spec.run} (trial {claim.spec.number}): {why}; its point runs again "
-         "and this attempt's result is dropped")
+    if not said:
+        warn(f"{claim.spec.run} (trial {claim.spec.number}): {why}; {DROPPED}")
     return 0
 
 
