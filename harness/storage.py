@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ HEARTBEAT_S = 10
 GRACE_S = 60
 OWNED = ("config.yaml", "study.db", "trials.csv", "history.csv", "summary.md", "tables",
          "model_summary.csv", "tb", "checkpoints", "report.html", ".lock")
+SCHEMA_TRIES = 4  # how often to open a new shared database whose tables others are making
 GROWS = "only search.seeds and search.n_trials may grow"  # what a resumed config may change
 
 
@@ -126,8 +128,7 @@ def _connect(url: str) -> optuna.storages.BaseStorage:
     interval, grace = heartbeat_settings()
     try:
         if not url.startswith("sqlite"):  # shared across machines: heartbeats
-            return optuna.storages.RDBStorage(url, heartbeat_interval=interval,
-                                              grace_period=grace)
+            return _shared_storage(url, interval, grace)
         # Processes started together would both create the tables: one at a time.
         with database_lock(database) if database else contextlib.nullcontext():
             # Worker processes share SQLite: wait for its lock rather than fail after 5 s.
@@ -141,6 +142,21 @@ def _connect(url: str) -> optuna.storages.BaseStorage:
         raise ConfigError(f"--storage: cannot open {url!r} ({reason}); give an Optuna "
                           "storage URL such as sqlite:///study.db or "
                           "postgresql://user:pass@host/db") from None
+
+
+def _shared_storage(url: str, interval: int, grace: int) -> optuna.storages.RDBStorage:
+    """Machines started together on a new database all create Optuna's tables, and all
+    but one fail (PostgreSQL: a duplicate key in pg_type): those try again, and find the
+    tables made."""
+    for attempt in range(SCHEMA_TRIES):
+        try:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=interval,
+                                              grace_period=grace)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == SCHEMA_TRIES - 1:
+                raise
+            time.sleep(0.5 + attempt)
+    raise AssertionError("unreachable")
 
 
 def heartbeat_settings() -> tuple[int, int]:

@@ -36,7 +36,7 @@ from harness.data import Dataset, load_dataset
 from harness.errors import warn
 from harness.files import atomic_write_csv, atomic_write_text, file_lock
 from harness.importance import importance
-from harness.locks import claim_lock
+from harness.locks import next_claim
 from harness.models import build_model, model_summary, summary_totals
 from harness.owner import Lease, heartbeat
 from harness.results import finished_trials, write_results, write_tables
@@ -53,7 +53,6 @@ from harness.types import INTERRUPTED
 DRY_RUN_BATCHES = 2  # a dry run trains this many batches of one epoch per trial
 EXAMPLES = 256  # test digits a trial's prediction grid picks from
 TABLES_EVERY_S = 5.0  # summary.md and tables/ after a trial, at most this often, and at the end
-WAIT_S = 2.0  # at the end, how often to look at trials running in other processes
 
 class SweepInterrupted(KeyboardInterrupt):
     """Ctrl-C: what was done is saved; the interrupted trial runs again on resume."""
@@ -136,7 +135,7 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
     ran, tables_due = 0, 0.0
     try:
         while True:
-            claim = _claim(search, out, options.progress and not options.child)
+            claim = next_claim(search, out, options.progress and not options.child)
             if claim is None:
                 break
             checkpoint = out / "checkpoints" / f"{claim.spec.run}.pt"
@@ -206,26 +205,6 @@ def _visdom(config: Config, options: SweepOptions, out: Path) -> VisdomSink | No
     if settings is None:
         return None
     return VisdomSink(settings, config, total_points(config), out / "history.csv")
-
-
-def _claim(search: Search, out: Path, show: bool) -> Claim | None:
-    """The next trial to run. When none is left but trials run in other processes, wait:
-    one whose process dies (or whose heartbeat stops) is then run here, so a sweep
-    never ends with a point that nobody will finish."""
-    shown: list[str] = []
-    while True:
-        with claim_lock(search.storage, search.config.name, out):
-            claim = search.claim()
-            running = [] if claim is not None else search.running_elsewhere()
-        if not running:
-            return claim
-        runs = sorted(t.user_attrs.get("run", f"trial {t.number}") for t in running)
-        if show and runs != shown:
-            print(f"harness: waiting for {len(runs)} trial(s) running in other processes "
-                  f"({', '.join(runs)}); a trial whose process stops runs here",
-                  file=sys.stderr, flush=True)
-        shown = runs
-        time.sleep(WAIT_S)
 
 
 def _pruning(trial: optuna.Trial, config: Config, lease: Lease) -> Any:

@@ -230,3 +230,28 @@ def test_a_refused_config_on_a_shared_study_writes_nothing_and_deletes_only_when
     assert len(trials) == 1 and trials[0].params["lr"] == 0.05
     # SQLite, a study of this directory alone: --fresh needs no name.
     assert run_cli("sweep", "--fresh", first, "--out", "s", cwd=tmp_path).returncode == 0
+
+
+OPEN_AT = """
+import sys, time
+from harness.storage import open_storage
+time.sleep(max(float(sys.argv[2]) - time.time(), 0))  # all at the same moment
+with open_storage(sys.argv[1]):
+    pass
+"""
+
+
+def test_machines_started_together_on_a_new_database_all_open_it(tmp_path, postgres_url):
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text("CREATE DATABASE together"))
+    engine.dispose()
+    url = postgres_url.rsplit("/", 1)[0] + "/together"
+    at = str(time.time() + 6)  # after every interpreter has started
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    opening = [subprocess.Popen([sys.executable, "-c", OPEN_AT, url, at], env=env,
+                                stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    for process in opening:
+        assert process.wait(timeout=120) == 0, process.stderr.read()
