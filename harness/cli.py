@@ -50,8 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "at once on this machine (default 1)")
     sweep.add_argument("--storage", help="Optuna storage URL (default: SQLite in the "
                        "results directory), e.g. postgresql://user:pass@host/db")
-    sweep.add_argument("--fresh", action="store_true",
-                       help="discard earlier results of this sweep and start over")
+    sweep.add_argument("--fresh", nargs="?", const="", metavar="STUDY",
+                       help="discard earlier results of this sweep and start over; with "
+                       "a shared --storage (not SQLite), name the study: --fresh=NAME")
     sweep.add_argument("--dry-run", action="store_true", help="run every point for two "
                        "batches in memory; files go to --out only when it is given")
     sweep.add_argument("--visdom", metavar="URL|off", help="Visdom server for the live "
@@ -85,7 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # `--fresh` alone names no study, so that `sweep --fresh grid.yaml` reads grid.yaml
+    # as the config: a study is named only as --fresh=NAME.
+    args = build_parser().parse_args(["--fresh=" if a == "--fresh" else a for a in argv])
     try:
         return args.func(args)
     except (ConfigError, DataError) as err:
@@ -139,13 +143,15 @@ def _sweep(args: argparse.Namespace) -> int:
         raise ConfigError(f"--workers: {args.workers} is too small; use 1 or more")
     import pandas as pd
 
+    from harness.storage import check_fresh
     from harness.sweep import SweepOptions, run_sweep
     from harness.tables import state_counts, top_trials
 
     signal.signal(signal.SIGTERM, _interrupt)
+    check_fresh(args.fresh, args.storage, config.name)
     options = SweepOptions(out=args.out, storage=args.storage, device=args.device,
-                           fresh=args.fresh, dry_run=args.dry_run, progress=not args.quiet,
-                           visdom=args.visdom, workers=args.workers)
+                           fresh=args.fresh is not None, dry_run=args.dry_run,
+                           progress=not args.quiet, visdom=args.visdom, workers=args.workers)
     args.database = args.storage or (args.out or Path("results") / config.name) / "study.db"
     outcome = run_sweep(config, options)
     trials = outcome.trials

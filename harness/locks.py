@@ -1,12 +1,17 @@
-"""The claim lock: only one process at a time picks the next point of a study.
+"""The claim lock: only one process at a time picks the next point of a study; and,
+when none is left but trials run elsewhere, waiting for them.
 
 With a database that several machines share (PostgreSQL, MySQL) the lock lives in the
-database; otherwise (SQLite, memory) it is a file lock in the results directory.
+database. A SQLite study is guarded by a file lock beside its database file
+(`study.db.lock`), so every process on that file shares it, whatever its results
+directory; an in-memory study (a dry run) has one process and locks in `out`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +20,27 @@ import optuna
 import sqlalchemy
 
 from harness.files import file_lock
+from harness.search import Claim, Search
+
+WAIT_S = 2.0  # at the end, how often to look at trials running in other processes
+
+
+def sqlite_file(url: str | sqlalchemy.engine.URL) -> Path | None:
+    """The database file of a SQLite URL; None for other databases and in-memory SQLite."""
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+@contextlib.contextmanager
+def database_lock(database: Path) -> Iterator[None]:
+    """The lock of one SQLite file, for whatever must not run twice at once on it."""
+    with file_lock(database.with_name(database.name + ".lock")):
+        yield
 
 
 @contextlib.contextmanager
@@ -23,7 +49,8 @@ def claim_lock(storage: optuna.storages.BaseStorage, study_name: str, out: Path
     engine = getattr(storage, "engine", None)
     dialect = engine.dialect.name if engine is not None else ""
     if dialect not in ("postgresql", "mysql"):
-        with file_lock(out / ".lock"):
+        database = sqlite_file(engine.url) if engine is not None else None
+        with database_lock(database) if database else file_lock(out / ".lock"):
             yield
         return
     key = zlib.crc32(f"harness:{study_name}".encode())  # one lock per study
@@ -41,3 +68,23 @@ def claim_lock(storage: optuna.storages.BaseStorage, study_name: str, out: Path
                 yield
             finally:
                 connection.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:k)"), {"k": str(key)})
+
+
+def next_claim(search: Search, out: Path, show: bool) -> Claim | None:
+    """The next trial to run. When none is left but trials run in other processes, wait:
+    one whose process dies (or whose heartbeat stops) is then run here, so a sweep
+    never ends with a point that nobody will finish."""
+    shown: list[str] = []
+    while True:
+        with claim_lock(search.storage, search.config.name, out):
+            claim = search.claim()
+            running = [] if claim is not None else search.running_elsewhere()
+        if not running:
+            return claim
+        runs = sorted(t.user_attrs.get("run", f"trial {t.number}") for t in running)
+        if show and runs != shown:
+            print(f"harness: waiting for {len(runs)} trial(s) running in other processes "
+                  f"({', '.join(runs)}); a trial whose process stops runs here",
+                  file=sys.stderr, flush=True)
+        shown = runs
+        time.sleep(WAIT_S)

@@ -12,10 +12,12 @@ import contextlib
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
+from optuna.trial import TrialState
 
 
 def _stat(pid: int) -> list[str]:
@@ -65,30 +67,76 @@ def heartbeats_on(storage: optuna.storages.BaseStorage) -> bool:
     return isinstance(interval, int)
 
 
+class Lease:
+    """A worker's hold on the trial it runs. With heartbeats, other workers take a trial
+    whose heartbeat has been silent for the grace period; its own worker must then stop
+    it, and drop what it measured. `lost` says when: the storage no longer shows the
+    trial RUNNING (it was taken), or no heartbeat has reached the storage for the grace
+    period less one interval (it is about to be taken: stop before another worker starts
+    it, so that a point is never trained twice at once)."""
+
+    def __init__(self, storage: optuna.storages.BaseStorage, trial_id: int) -> None:
+        self.storage, self.trial_id = storage, trial_id
+        self.on = heartbeats_on(storage)
+        interval = storage.get_heartbeat_interval() if self.on else 0  # type: ignore[attr-defined]
+        grace = getattr(storage, "grace_period", None) or 2 * interval
+        self.interval, self.fence_s = interval, grace - interval
+        self.last_ok = time.monotonic()  # the claim recorded the first heartbeat
+        self.reason = ""  # why the trial is lost; once lost, never this worker's again
+
+    def beat(self) -> bool:
+        try:
+            self.storage.record_heartbeat(self.trial_id)  # type: ignore[attr-defined]
+        except Exception:  # a database hiccup: try again soon, `lost` tells how long
+            return False
+        self.last_ok = time.monotonic()
+        return True
+
+    def lost(self) -> str:
+        """'' while the trial is still this worker's; else why not, as a phrase."""
+        if not self.on or self.reason:
+            return self.reason  # only heartbeats let a live process's trial be taken
+        try:
+            state = self.storage.get_trial(self.trial_id).state
+        except Exception:  # unknown: the silence below decides
+            state = TrialState.RUNNING
+        silent = time.monotonic() - self.last_ok
+        if state != TrialState.RUNNING:
+            self.reason = "another worker took it over when its heartbeat stopped"
+        elif silent > self.fence_s:
+            self.reason = f"its heartbeat has not reached the storage for {silent:.0f} s"
+        return self.reason
+
+    def give_up(self, error: str) -> None:
+        """Fail the trial with `error`, so that its point runs again, unless another
+        worker has taken it already."""
+        self.reason = self.reason or error
+        try:
+            self.storage.set_trial_user_attr(self.trial_id, "error", error)
+            self.storage.set_trial_state_values(self.trial_id, TrialState.FAIL)
+        except Exception:  # taken meanwhile, or the storage is unreachable: then the
+            pass  # silence of its heartbeat fails it
+
+
 @contextlib.contextmanager
-def heartbeat(storage: optuna.storages.BaseStorage, trial_id: int) -> Iterator[None]:
+def heartbeat(storage: optuna.storages.BaseStorage, trial_id: int) -> Iterator[Lease]:
     """While the block runs, tell the storage every few seconds that the trial is alive
-    (storages with heartbeats only). Workers on other machines fail a trial whose
-    heartbeat stops, and its point runs again."""
-    if not heartbeats_on(storage):
-        yield
+    (storages with heartbeats only); a failed beat is tried again after a second."""
+    lease = Lease(storage, trial_id)
+    if not lease.on:
+        yield lease
         return
-    interval = storage.get_heartbeat_interval() or 60  # type: ignore[attr-defined]
     stop = threading.Event()
 
     def beat() -> None:
-        while True:
-            try:
-                storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
-            except Exception:  # a database hiccup must not end the trial
-                pass
-            if stop.wait(interval):
-                return
+        while not stop.wait(lease.interval if lease.beat() else 1):
+            pass
 
     thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
     thread.start()
     try:
-        yield
+        yield lease
     finally:
         stop.set()
-        thread.join()
+        # Not longer: a beat stuck in the database must not hold up the next trial.
+        thread.join(timeout=lease.interval)

@@ -66,12 +66,21 @@ def total_points(config: Config) -> int:
     return config.search.n_trials * len(config.search.seeds)
 
 
-def make_sampler(config: Config, n_existing: int) -> optuna.samplers.BaseSampler:
-    # Offset by the trials so far: a resumed sweep must not replay the same random draws.
-    seed = config.train.seed + n_existing
+def make_sampler(config: Config, seed: int) -> optuna.samplers.BaseSampler:
     if config.search.method == "optuna" and config.search.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
+        # constant_liar: a trial running in another process counts as a poor result, so
+        # TPE proposes elsewhere instead of next to it.
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
     return optuna.samplers.RandomSampler(seed=seed)
+
+
+def claim_seed(config: Config, number: int) -> int:
+    """The sampler's seed for trial `number`. Trial numbers are unique in a study, so no
+    two claims draw alike, whichever process makes them, and a resumed sweep does not
+    replay the draws it made before. One process on a new study proposes the same points
+    every time; with several, which trials have finished when each is proposed (and so
+    what TPE has learnt) depends on timing, and the points differ from run to run."""
+    return config.train.seed + number
 
 
 def make_pruner(config: Config) -> optuna.pruners.BasePruner:
@@ -109,28 +118,45 @@ class Search:
                 return None
             if point.key:
                 self.study.enqueue_trial(point.params, user_attrs=self._attrs(point))
+        # Used only when nothing is queued: then the new trial is number len(trials).
+        self.study.sampler = make_sampler(self.config, claim_seed(self.config, len(trials)))
         trial = self.study.ask()
-        params = self._suggest(trial)
-        if "point" not in trial.user_attrs:  # freshly sampled by the optuna method
-            point = Point(f"c{trial.number}", trial.number, params, self.config.search.seeds[0])
-            for key, value in self._attrs(point).items():
-                trial.set_user_attr(key, value)
-            for seed in self.config.search.seeds[1:]:
-                repeat = Point(f"c{trial.number}-s{seed}", trial.number, params, seed)
-                self.study.enqueue_trial(params, user_attrs=self._attrs(repeat, owner=""))
-        if trial.user_attrs.get("owner") != self.owner:  # queued by another process
-            trial.set_user_attr("owner", self.owner)
         trial_id = self.storage.get_trial_id_from_study_id_trial_number(
             self.study_id, trial.number)
+        if heartbeats_on(self.storage):  # from now on, its silence makes it stale
+            self.storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+        params = self._suggest(trial)
+        if "point" not in trial.user_attrs:  # freshly sampled by the optuna method
+            self._name(trial, params)
+        elif trial.user_attrs.get("owner") != self.owner:  # queued by another process
+            trial.set_user_attr("owner", self.owner)
         return Claim(trial, trial_id, self._spec(trial, params))
 
+    def running_elsewhere(self) -> list[FrozenTrial]:
+        """The trials other processes are running: when `claim` finds nothing left, one
+        of them may still stop (its process dies) and need running here."""
+        return self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+
+    def _name(self, trial: optuna.Trial, params: dict[str, Any]) -> None:
+        """Make a freshly sampled trial the first seed of a new configuration, and queue
+        its other seeds. That takes several writes: `point`, the attribute that makes a
+        trial a claim, goes last, so a process killed before it leaves a trial that is no
+        point (retired as its dead owner's, then ignored); one killed after it leaves
+        seeds unqueued, which `_added_seed` finds."""
+        point = Point(f"c{trial.number}", trial.number, params, self.config.search.seeds[0])
+        for key, value in self._attrs(point).items():
+            trial.set_user_attr(key, value)
+        for seed in self.config.search.seeds[1:]:
+            repeat = Point(f"c{trial.number}-s{seed}", trial.number, params, seed)
+            self.study.enqueue_trial(params, user_attrs=self._attrs(repeat, owner=""))
+
     def _attrs(self, point: Point, owner: str | None = None) -> dict[str, Any]:
-        """A point's attributes, set with its trial in one write: the claiming process
-        is its owner, the run name follows from the point."""
+        """A point's attributes, `point` last (see `_name`): the claiming process is its
+        owner, the run name follows from the point."""
         run = run_name(point.index, self._full(point.params), point.seed,
                        self.config.search.space)
-        return {"point": point.key, "index": point.index, "seed": point.seed, "run": run,
-                "owner": self.owner if owner is None else owner}
+        return {"owner": self.owner if owner is None else owner, "index": point.index,
+                "seed": point.seed, "run": run, "point": point.key}
 
     def _next_point(self, trials: list[FrozenTrial]) -> Point | None:
         """A point that has never run or was interrupted; for the optuna method, a new
@@ -148,7 +174,7 @@ class Search:
         added = self._added_seed(trials)
         if added is not None:
             return added
-        configurations = {t.user_attrs.get("index") for t in trials}
+        configurations = {t.user_attrs["index"] for t in trials if "point" in t.user_attrs}
         if len(configurations) < self.config.search.n_trials:
             return Point("", -1, {}, self.config.search.seeds[0])
         return None

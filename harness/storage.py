@@ -11,7 +11,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import os
 import shutil
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,12 +24,19 @@ import sqlalchemy
 import yaml
 
 from harness.config import Config, ConfigError, identity, parse_config
+from harness.locks import database_lock, sqlite_file
 from harness.search import make_pruner, make_sampler
 
-HEARTBEAT_S = 10  # a worker's trial says it is alive this often (database storages)
-GRACE_S = 60  # a trial silent for this long is failed by the other workers, and rerun
+# Database storages shared by machines: a worker's trial says it is alive every
+# HEARTBEAT_S; one silent for GRACE_S is failed by the other workers and run again, and
+# its own worker stops it one heartbeat before that (owner.Lease). Every machine of a
+# study must use the same values; the environment overrides them (tests, or machines
+# that pause longer than a minute).
+HEARTBEAT_S = 10
+GRACE_S = 60
 OWNED = ("config.yaml", "study.db", "trials.csv", "history.csv", "summary.md", "tables",
          "model_summary.csv", "tb", "checkpoints", "report.html", ".lock")
+SCHEMA_TRIES = 4  # how often to open a new shared database whose tables others are making
 GROWS = "only search.seeds and search.n_trials may grow"  # what a resumed config may change
 
 
@@ -34,15 +44,34 @@ def prepare_out(out: Path) -> None:
     """Create the results directory, or say why it cannot be."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        # A probe of its own, without a name: workers check one directory at once.
+        with tempfile.TemporaryFile(dir=out):
+            pass
     except OSError as err:
         raise ConfigError(f"--out: cannot write results to {out} ({err.strerror}); choose "
                           "a directory you can write to") from None
 
 
-def check_resumable(out: Path, config: Config, fresh: bool) -> None:
+def shared(url: str | None) -> bool:
+    """A storage other than SQLite: several machines may hold trials of its studies."""
+    return url is not None and url != ":memory:" and not url.startswith("sqlite")
+
+
+def check_fresh(named: str | None, url: str | None, study: str) -> None:
+    """--fresh deletes the study. In a shared storage that is every machine's trials, so
+    the command must name the study (--fresh=NAME) rather than just say --fresh."""
+    if named is None or (not named and not shared(url)):
+        return
+    if not named:
+        raise ConfigError(f"--fresh: the storage {url!r} is shared, and --fresh deletes "
+                          f"study {study!r} with every machine's trials in it; to do that, "
+                          f"name it: --fresh={study}")
+    if named != study:
+        raise ConfigError(f"--fresh={named}: this config's study is {study!r}; name it "
+                          f"(--fresh={study}) to delete it and start over")
+
+
+def check_resumable(out: Path, config: Config, fresh: bool, url: str | None = None) -> None:
     """Refuse to mix two configs' results in one directory."""
     path = out / "config.yaml"
     if fresh or not path.exists():
@@ -53,9 +82,10 @@ def check_resumable(out: Path, config: Config, fresh: bool) -> None:
         old = {}
     change = refused_change(old, identity(config))
     if change:
-        raise ConfigError(
-            f"{out} holds a sweep of another config ({change}); {GROWS}: rerun with "
-            "--fresh to discard it, or pass --out DIR for a new results directory")
+        fix = "pass --out DIR" if shared(url) else "rerun with --fresh to discard it, or " \
+                                                   "pass --out DIR"
+        raise ConfigError(f"{out} holds a sweep of another config ({change}); {GROWS}: "
+                          f"{fix} for a new results directory")
 
 
 def refused_change(old: dict[str, Any], new: dict[str, Any]) -> str:
@@ -94,13 +124,16 @@ def open_storage(url: str) -> Iterator[optuna.storages.BaseStorage]:
 def _connect(url: str) -> optuna.storages.BaseStorage:
     if url == ":memory:":
         return optuna.storages.InMemoryStorage()
+    database = sqlite_file(url)
+    interval, grace = heartbeat_settings()
     try:
-        # Worker processes share SQLite: wait for its lock rather than fail after 5 s.
         if not url.startswith("sqlite"):  # shared across machines: heartbeats
-            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S,
-                                              grace_period=GRACE_S)
-        storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {
-            "timeout": 120}})
+            return _shared_storage(url, interval, grace)
+        # Processes started together would both create the tables: one at a time.
+        with database_lock(database) if database else contextlib.nullcontext():
+            # Worker processes share SQLite: wait for its lock rather than fail after 5 s.
+            storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {
+                "timeout": 120}})
         sqlalchemy.event.listen(storage.engine, "connect", _sqlite_wal)
         storage.engine.dispose()  # reconnect, so that every connection gets WAL
         return storage
@@ -109,6 +142,38 @@ def _connect(url: str) -> optuna.storages.BaseStorage:
         raise ConfigError(f"--storage: cannot open {url!r} ({reason}); give an Optuna "
                           "storage URL such as sqlite:///study.db or "
                           "postgresql://user:pass@host/db") from None
+
+
+def _shared_storage(url: str, interval: int, grace: int) -> optuna.storages.RDBStorage:
+    """Machines started together on a new database all create Optuna's tables, and all
+    but one fail (PostgreSQL: a duplicate key in pg_type): those try again, and find the
+    tables made."""
+    for attempt in range(SCHEMA_TRIES):
+        try:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=interval,
+                                              grace_period=grace)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == SCHEMA_TRIES - 1:
+                raise
+            time.sleep(0.5 + attempt)
+    raise AssertionError("unreachable")
+
+
+def heartbeat_settings() -> tuple[int, int]:
+    """The heartbeat interval and grace period, in seconds: HEARTBEAT_S and GRACE_S, or
+    HARNESS_HEARTBEAT_S and HARNESS_GRACE_S from the environment."""
+    values = []
+    for name, default in (("HARNESS_HEARTBEAT_S", HEARTBEAT_S), ("HARNESS_GRACE_S", GRACE_S)):
+        text = os.environ.get(name, str(default))
+        if not text.isdigit() or int(text) < 1:
+            raise ConfigError(f"{name}: {text!r} is not a whole number of seconds >= 1; "
+                              f"unset it for the default, {default}")
+        values.append(int(text))
+    interval, grace = values
+    if grace < 3 * interval:  # a few missed beats must not cost a live trial
+        raise ConfigError(f"HARNESS_GRACE_S: {grace} is less than three heartbeats "
+                          f"({interval} s each); use at least {3 * interval}")
+    return interval, grace
 
 
 def _sqlite_wal(connection: Any, record: Any) -> None:
@@ -122,20 +187,22 @@ def _sqlite_wal(connection: Any, record: Any) -> None:
 
 
 def open_study(config: Config, storage: optuna.storages.BaseStorage) -> optuna.Study:
-    n_existing = 0
-    try:
-        existing = optuna.load_study(study_name=config.name, storage=storage)
-        n_existing = len(existing.trials)
-    except KeyError:
-        pass
+    """The config's study, created when new; refused when another config made it. Each
+    claim seeds the sampler afresh (search.Search.claim): this one is never used."""
     study = optuna.create_study(
         study_name=config.name, storage=storage, direction=config.objective.direction,
-        sampler=make_sampler(config, n_existing), pruner=make_pruner(config),
+        sampler=make_sampler(config, config.train.seed), pruner=make_pruner(config),
         load_if_exists=True)
     stored = study.user_attrs.get("config")
     if stored is not None and (change := refused_change(stored, identity(config))):
+        engine = getattr(storage, "engine", None)
+        fix = "rerun with --fresh to discard it"
+        if engine is not None and engine.dialect.name != "sqlite":  # other machines' too
+            fix = (f"run the study's own config (harness export --study {config.name} "
+                   "writes it to config.yaml), or give this one another name: for a study "
+                   "of its own")
         raise ConfigError(f"study {config.name!r} in the storage was made by another "
-                          f"config ({change}); {GROWS}: rerun with --fresh to discard it")
+                          f"config ({change}); {GROWS}: {fix}")
     if stored != identity(config):  # a new study, or one given more seeds or trials
         study.set_user_attr("config", identity(config))
     return study

@@ -35,13 +35,14 @@ from harness.config import (
 )
 from harness.data import Dataset, load_dataset
 from harness.device import resolve_device, setup_device
+from harness.errors import warn
 from harness.files import atomic_write_csv, atomic_write_text, file_lock
 from harness.importance import importance
-from harness.locks import claim_lock
+from harness.locks import next_claim
 from harness.models import build_model, example_input, model_summary, summary_totals
-from harness.owner import heartbeat
+from harness.owner import Lease, heartbeat
 from harness.results import finished_trials, write_results, write_tables
-from harness.search import Search, needs_rerun, total_points
+from harness.search import Claim, Search, needs_rerun, total_points
 from harness.sinks.base import Sink
 from harness.sinks.guard import guarded
 from harness.sinks.progress import ProgressSink
@@ -49,7 +50,7 @@ from harness.sinks.tensorboard import TensorBoardSink, write_experiment
 from harness.sinks.visdom import VisdomSink, parse_url
 from harness.storage import check_resumable, discard, open_storage, open_study, prepare_out
 from harness.trial import run_trial
-from harness.types import Training, TrialResult
+from harness.types import INTERRUPTED, Training, TrialResult
 
 DRY_RUN_BATCHES = 2  # a dry run trains this many batches of one epoch per trial
 EXAMPLES = 256  # test digits a trial's prediction grid picks from
@@ -85,7 +86,7 @@ def run_sweep(config: Config, options: SweepOptions) -> SweepOutcome:
     if options.dry_run:
         return _dry_run(config, options)
     out = options.out or Path("results") / config.name
-    check_resumable(out, config, options.fresh)
+    check_resumable(out, config, options.fresh, options.storage)
     device = resolve_device(options.device or config.train.device)
     setup_device(device)
     data = load_dataset(config.data, device)
@@ -93,6 +94,7 @@ def run_sweep(config: Config, options: SweepOptions) -> SweepOutcome:
     with open_storage(options.storage or f"sqlite:///{out / 'study.db'}") as storage:
         if options.fresh:
             discard(out, storage, config.name)
+        open_study(config, storage)  # the last check: a study another config made
         atomic_write_text(out / "config.yaml", dump_config(config))
         if options.workers == 1:
             return _run(config, out, storage, data, options)
@@ -103,7 +105,6 @@ def _run_with_workers(config: Config, out: Path, storage: optuna.storages.BaseSt
                       data: Dataset, device: torch.device, options: SweepOptions
                       ) -> SweepOutcome:
     """This process and options.workers - 1 children claim trials from one study."""
-    open_study(config, storage)  # before the children, which would race to create it
     if isinstance(storage, optuna.storages.RDBStorage):
         storage.engine.dispose()  # no database connection may cross a fork
     torch.set_num_threads(workers.threads_per_worker(options.workers))
@@ -139,16 +140,14 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
     ran, tables_due = 0, 0.0
     try:
         while True:
-            with claim_lock(storage, config.name, out):
-                claim = search.claim()
+            claim = next_claim(search, out, options.progress and not options.child)
             if claim is None:
                 break
             checkpoint = out / "checkpoints" / f"{claim.spec.run}.pt"
-            with heartbeat(storage, claim.trial_id):
+            with heartbeat(storage, claim.trial_id) as lease:
                 result = run_trial(claim.spec, training, data, sinks.all, checkpoint,
-                                   _pruning(claim.trial, config))
-            _record(study, claim.trial, result, data)
-            ran += 1
+                                   _pruning(claim.trial, config, lease))
+            ran += _record(study, claim, result, data, lease, options.progress)
             table = write_results(out, study.get_trials(deepcopy=False), model)
             if time.monotonic() >= tables_due:
                 write_tables(out, table, maximize, config.name)
@@ -228,30 +227,61 @@ def _visdom(config: Config, options: SweepOptions, out: Path) -> VisdomSink | No
     return VisdomSink(settings, config, total_points(config), out / "history.csv")
 
 
-def _pruning(trial: optuna.Trial, config: Config) -> Any:
+def _pruning(trial: optuna.Trial, config: Config, lease: Lease) -> Any:
     metric = config.objective.metric
 
     def on_epoch(metrics: dict[str, float]) -> bool:
+        lost = lease.lost()
+        if lost:  # stop training a point that another worker may be running
+            raise TrialTaken(f"{lost}; {DROPPED}")
         trial.report(metrics[metric], int(metrics["epoch"]))
         return trial.should_prune()
 
     return on_epoch
 
 
-def _record(study: optuna.Study, trial: optuna.Trial, result: TrialResult,
-            data: Dataset) -> None:
-    """Store the result in the study (the source of every results file)."""
-    # One attribute, one database write; `error` apart, as resuming reads it.
-    trial.set_user_attr("result", {
-        "history": result.history, "hparams": result.spec.params,
-        "duration_s": result.duration_s, "samples_per_s": result.samples_per_s,
-        "best_epoch": result.best_epoch, "value": result.value,
-        "device": str(data.device), "dataset": data.name, "val_split": data.val_digest})
-    trial.set_user_attr("error", result.error)
-    if result.state == "COMPLETE":
-        study.tell(trial, result.value)
-    else:
-        study.tell(trial, state=TrialState[result.state])
+class TrialTaken(RuntimeError):
+    """The trial's heartbeat stopped: other workers run its point; this attempt stops."""
+
+
+DROPPED = "its point runs again and this attempt's result is dropped"
+
+
+def _record(study: optuna.Study, claim: Claim, result: TrialResult, data: Dataset,
+            lease: Lease, lines: bool) -> int:
+    """Store the result in the study (the source of every results file): 1, or 0 when
+    the trial was no longer this worker's (its result is dropped, with one line: the
+    trial's progress line when it stopped for that)."""
+    lost = lease.lost()
+    if lost:
+        said = lines and result.error.startswith(TrialTaken.__name__)
+        return _drop(claim, lost, lease, said)
+    trial = claim.trial
+    try:
+        # One attribute, one database write; `error` apart, as resuming reads it.
+        trial.set_user_attr("result", {
+            "history": result.history, "hparams": result.spec.params,
+            "duration_s": result.duration_s, "samples_per_s": result.samples_per_s,
+            "best_epoch": result.best_epoch, "value": result.value,
+            "device": str(data.device), "dataset": data.name, "val_split": data.val_digest})
+        trial.set_user_attr("error", result.error)
+        if result.state == "COMPLETE":
+            study.tell(trial, result.value)
+        else:
+            study.tell(trial, state=TrialState[result.state])
+    except optuna.exceptions.UpdateFinishedTrialError:  # taken while being recorded
+        why = "another worker took it over when its heartbeat stopped"
+        return _drop(claim, why, lease, False)
+    return 1
+
+
+def _drop(claim: Claim, why: str, lease: Lease, said: bool) -> int:
+    """A trial that is no longer this worker's: make sure its point runs again (another
+    worker may not have taken it yet) and say so, unless that is `said` already."""
+    lease.give_up(f"{INTERRUPTED}: {why}")
+    if not said:
+        warn(f"{claim.spec.run} (trial {claim.spec.number}): {why}; {DROPPED}")
+    return 0
 
 
 def visdom_url(url: str) -> VisdomConfig:

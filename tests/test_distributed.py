@@ -68,3 +68,190 @@ def test_three_workers_one_killed_complete_every_configuration_once(
     exported = pd.read_csv(tmp_path / "exported" / "trials.csv")
     assert len(exported) == 12 and (exported.state == "COMPLETE").all()
     assert exported.run.is_unique
+
+
+# Heartbeats every second, a trial silent for 3 s is stale: the grace period in seconds,
+# not a minute, as every machine of a study must agree on it.
+FAST_HEARTBEATS = {"HARNESS_HEARTBEAT_S": "1", "HARNESS_GRACE_S": "3"}
+
+# A worker on another machine (its pid means nothing here) that is slow to train.
+FAR_AND_SLOW = """
+import sys, time
+import harness.search, harness.trial
+harness.search.this_process = lambda: "a-machine-far-away:1:1"
+real = harness.trial.train_epoch
+
+def train_epoch(*args, **kwargs):
+    time.sleep(30)
+    return real(*args, **kwargs)
+
+harness.trial.train_epoch = train_epoch
+from harness.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+# A machine that stalls: its second heartbeat hangs for 20 s and, meanwhile, each epoch
+# takes 2 s; then it recovers.
+STALLS = """
+import sys, threading, time
+import optuna, harness.trial
+real_beat, real_epoch = optuna.storages.RDBStorage.record_heartbeat, harness.trial.train_epoch
+stalled, beats = threading.Event(), []
+
+def record_heartbeat(self, trial_id):
+    if threading.current_thread().name == "heartbeat":
+        beats.append(trial_id)
+    if len(beats) == 2 and threading.current_thread().name == "heartbeat":
+        beats.append(trial_id)
+        stalled.set()
+        time.sleep(20)
+        stalled.clear()
+    real_beat(self, trial_id)
+
+def train_epoch(*args, **kwargs):
+    if stalled.is_set():
+        time.sleep(2)
+    return real_epoch(*args, **kwargs)
+
+optuna.storages.RDBStorage.record_heartbeat = record_heartbeat
+harness.trial.train_epoch = train_epoch
+from harness.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def start(tmp_path, args, script=None, log=None):
+    """A worker process: `python -m harness sweep ARGS`, or `script` (a worker with a
+    fault) given the same arguments; stderr into `log` when named."""
+    command = ["-m", "harness"]
+    if script is not None:
+        (tmp_path / "worker.py").write_text(script)
+        command = [str(tmp_path / "worker.py")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **FAST_HEARTBEATS}
+    stderr = open(tmp_path / log, "w") if log else subprocess.DEVNULL  # noqa: SIM115
+    return subprocess.Popen([sys.executable, *command, "sweep", *args], env=env,
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr)
+
+
+def wait_for(condition, what, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.2)
+
+
+def trials_of(name, postgres_url):
+    try:
+        return optuna.load_study(study_name=name, storage=postgres_url).trials
+    except KeyError:
+        return []
+
+
+def one_point(tmp_path, write_config, name, epochs=2):
+    raw = small_config(name=name, train={"epochs": epochs},
+                       search={"space": {"lr": [0.01], "batch_size": [32],
+                                         "optimizer": ["sgd"]}})
+    return str(write_config(raw, f"{name}.yaml"))
+
+
+def test_the_last_live_worker_reruns_a_dead_machines_trial_before_it_exits(
+        tmp_path, write_config, postgres_url):
+    config = one_point(tmp_path, write_config, "lastone")
+    victim = start(tmp_path, [config, "--storage", postgres_url, "--out", "far", "--quiet"],
+                   FAR_AND_SLOW)
+    wait_for(lambda: any(t.state.name == "RUNNING" for t in trials_of("lastone",
+                                                                       postgres_url)),
+             "the far machine's claim")
+    survivor = start(tmp_path, [config, "--storage", postgres_url, "--out", "near"],
+                     log="near.log")
+    log = tmp_path / "near.log"
+    wait_for(lambda: "waiting for" in log.read_text() or survivor.poll() is not None,
+             "the survivor to find nothing left but the far machine's trial")
+    os.kill(victim.pid, signal.SIGKILL)  # the far machine dies
+    victim.wait()
+    assert survivor.wait(timeout=120) == 0, log.read_text()
+    assert "waiting for 1 trial(s) running in other processes (0000-sgd-lr0.01-bs32-s0)" \
+        in log.read_text()
+    trials = trials_of("lastone", postgres_url)
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
+    assert trials[1].user_attrs["owner"] != trials[0].user_attrs["owner"]
+    done = pd.read_csv(tmp_path / "near" / "trials.csv")
+    assert list(done.state) == ["COMPLETE"]
+
+
+def test_a_worker_whose_heartbeat_stalls_drops_its_trial_and_the_point_runs_once(
+        tmp_path, write_config, postgres_url):
+    config = one_point(tmp_path, write_config, "stalls", epochs=8)
+    stalling = start(tmp_path, [config, "--storage", postgres_url, "--out", "a"], STALLS,
+                     log="a.log")
+    wait_for(lambda: any(t.state.name == "RUNNING" for t in trials_of("stalls",
+                                                                       postgres_url)),
+             "the first claim")
+    time.sleep(3.5)  # its heartbeat is silent for longer than the grace period
+    other = start(tmp_path, [config, "--storage", postgres_url, "--out", "b"], log="b.log")
+    assert other.wait(timeout=180) == 0, (tmp_path / "b.log").read_text()
+    assert stalling.wait(timeout=180) == 0, (tmp_path / "a.log").read_text()
+    trials = trials_of("stalls", postgres_url)
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 1 and len(complete[0].user_attrs["result"]["history"]) == 8
+    dropped = [t for t in trials if t.state.name == "FAIL"]
+    assert dropped and all("result" not in t.user_attrs for t in dropped)
+    log = (tmp_path / "a.log").read_text()
+    assert log.count("this attempt's result is dropped") == 1, log
+    assert "Traceback" not in log
+
+
+def test_a_refused_config_on_a_shared_study_writes_nothing_and_deletes_only_when_named(
+        tmp_path, write_config, postgres_url):
+    first = one_point(tmp_path, write_config, "shared")
+    assert run_cli("sweep", first, "--storage", postgres_url, "--out", "m1",
+                   cwd=tmp_path).returncode == 0
+    written = (tmp_path / "m1" / "config.yaml").read_text()
+    raw = small_config(name="shared", search={"space": {"lr": [0.05], "batch_size": [32],
+                                                        "optimizer": ["sgd"]}})
+    other = str(write_config(raw, "other.yaml"))
+    for out in ("m2", "m1"):  # another machine's new directory; the sweep's own
+        refused = run_cli("sweep", other, "--storage", postgres_url, "--out", out,
+                          cwd=tmp_path)
+        assert refused.returncode == 2, refused.stderr
+        assert "search.space.lr differs" in refused.stderr
+        assert "--fresh" not in refused.stderr  # it would delete every machine's trials
+    assert not (tmp_path / "m2" / "config.yaml").exists()
+    assert (tmp_path / "m1" / "config.yaml").read_text() == written
+    for flag in ("--fresh", "--fresh=share"):  # a study is deleted only when named
+        refused = run_cli("sweep", flag, other, "--storage", postgres_url, "--out", "m2",
+                          cwd=tmp_path)
+        assert refused.returncode == 2 and "--fresh=shared" in refused.stderr, refused.stderr
+        assert len(trials_of("shared", postgres_url)) == 1
+    fresh = run_cli("sweep", "--fresh=shared", other, "--storage", postgres_url, "--out",
+                    "m2", cwd=tmp_path)
+    assert fresh.returncode == 0, fresh.stderr
+    trials = trials_of("shared", postgres_url)
+    assert len(trials) == 1 and trials[0].params["lr"] == 0.05
+    # SQLite, a study of this directory alone: --fresh needs no name.
+    assert run_cli("sweep", "--fresh", first, "--out", "s", cwd=tmp_path).returncode == 0
+
+
+OPEN_AT = """
+import sys, time
+from harness.storage import open_storage
+time.sleep(max(float(sys.argv[2]) - time.time(), 0))  # all at the same moment
+with open_storage(sys.argv[1]):
+    pass
+"""
+
+
+def test_machines_started_together_on_a_new_database_all_open_it(tmp_path, postgres_url):
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text("CREATE DATABASE together"))
+    engine.dispose()
+    url = postgres_url.rsplit("/", 1)[0] + "/together"
+    at = str(time.time() + 6)  # after every interpreter has started
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    opening = [subprocess.Popen([sys.executable, "-c", OPEN_AT, url, at], env=env,
+                                stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    for process in opening:
+        assert process.wait(timeout=120) == 0, process.stderr.read()

@@ -11,6 +11,7 @@ from harness.config import parse_config
 from harness.hyperparams import run_name
 from harness.owner import is_dead_here, this_process
 from harness.search import DEAD, Search, grid_points, total_points
+from harness.storage import open_storage, open_study
 
 
 def make_search(raw):
@@ -128,6 +129,36 @@ def test_optuna_method_samples_n_trials_configurations_once_per_seed(sampler):
         assert specs[0].params == specs[1].params
         assert 1e-4 <= specs[0].params["lr"] <= 0.1
         assert isinstance(specs[0].params["batch_size"], int)
+
+
+def claim_all(searches, n):
+    """Claims taken in turn by `searches` (processes on one study), each told COMPLETE."""
+    params = []
+    for i in range(n):
+        claim = searches[i % len(searches)].claim()
+        params.append(tuple(sorted(claim.trial.params.items())))
+        claim.trial.set_user_attr("error", "")
+        searches[0].study.tell(claim.trial, 0.5)
+    return params
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_processes_that_open_a_study_together_draw_different_points(tmp_path, sampler):
+    """Started at the same moment, two processes open the study before either claims:
+    each claim seeds the sampler by its trial number, so they never draw alike, and one
+    process alone draws the same points every time."""
+    config = parse_config(small_config(search={
+        "method": "optuna", "n_trials": 6, "sampler": sampler,
+        "space": {"lr": {"low": 1e-4, "high": 0.1, "log": True}, "optimizer": ["sgd"]}}))
+    with open_storage(f"sqlite:///{tmp_path}/study.db") as storage:
+        together = [Search(config, open_study(config, storage), storage) for _ in range(2)]
+        params = claim_all(together, 6)
+    assert len(set(params)) == 6
+    alone = []
+    for name in ("a", "b"):
+        with open_storage(f"sqlite:///{tmp_path}/{name}.db") as storage:
+            alone.append(claim_all([Search(config, open_study(config, storage), storage)], 6))
+    assert alone[0] == alone[1]
 
 
 def test_run_names_are_readable_and_sortable():

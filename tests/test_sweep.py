@@ -184,10 +184,12 @@ def test_hyperband_never_prunes_a_trial_at_its_last_epoch(tmp_path):
     done = trials[trials.epochs == 3]
     assert (done.state == "COMPLETE").all() and len(done) >= 1
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'r'}/study.db")
-    # Every epoch was reported to Optuna, the last ones too.
+    # Every epoch was reported to Optuna, the last ones too; a diverged epoch (a lr near
+    # 0.5, depending on the draws) stops its trial before it is reported.
     for t in study.trials:
-        assert sorted(t.intermediate_values) == list(range(1, len(
-            t.user_attrs["result"]["history"]) + 1))
+        epochs = len(t.user_attrs["result"]["history"])
+        epochs -= t.user_attrs["error"].startswith("diverged")
+        assert sorted(t.intermediate_values) == list(range(1, epochs + 1))
 
 
 def test_an_interrupted_trial_is_saved_and_rerun(tmp_path, monkeypatch):
