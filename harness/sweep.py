@@ -13,8 +13,7 @@ import dataclasses
 import shutil
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,14 @@ import torch
 from optuna.trial import TrialState
 
 from harness import workers
+from harness.bookkeeping import (
+    ResultFiles,
+    Views,
+    final_tables,
+    rebuild,
+    saying,
+    signals_held,
+)
 from harness.config import (
     Config,
     ConfigError,
@@ -34,12 +41,10 @@ from harness.config import (
 )
 from harness.data import Dataset, load_dataset
 from harness.files import atomic_write_csv, atomic_write_text, file_lock
-from harness.importance import importance
 from harness.locks import claim_lock
 from harness.models import build_model, model_summary, summary_totals
 from harness.owner import heartbeat
-from harness.results import finished_trials, write_results, write_tables
-from harness.search import Search, needs_rerun, total_points
+from harness.search import Search, total_points
 from harness.sinks.base import Sink
 from harness.sinks.guard import guarded
 from harness.sinks.progress import ProgressSink
@@ -50,7 +55,6 @@ from harness.trial import TrialResult, resolve_device, run_trial
 
 DRY_RUN_BATCHES = 2  # a dry run trains this many batches of one epoch per trial
 EXAMPLES = 256  # test digits a trial's prediction grid picks from
-TABLES_EVERY_S = 5.0  # summary.md and tables/ after a trial, at most this often, and at the end
 
 class SweepInterrupted(KeyboardInterrupt):
     """Ctrl-C: what was done is saved; the interrupted trial runs again on resume."""
@@ -105,20 +109,22 @@ def _run_with_workers(config: Config, out: Path, storage: optuna.storages.BaseSt
     torch.set_num_threads(workers.threads_per_worker(options.workers))
     children = workers.spawn(run_sweep, config, dataclasses.replace(options, out=out),
                              options.workers - 1, device)
+    show = options.progress
     try:
         outcome = _run(config, out, storage, data, options)
     except BaseException:
         workers.stop(children)
         study = open_study(config, storage)  # the children's interrupted trials too
-        write_results(out, study.get_trials(deepcopy=False),
-                      summary_totals(model_summary(build_model(config.model))))
+        model = summary_totals(model_summary(build_model(config.model)))
+        rebuild(ResultFiles(out, model), study, show)
         raise
     finally:
-        workers.join(children)
+        with saying(f"waiting for the other {len(children)} workers' trials", show):
+            workers.join(children)
     study = open_study(config, storage)
-    outcome.trials = write_results(out, study.get_trials(deepcopy=False), outcome.model)
-    write_tables(out, outcome.trials, config.objective.direction == "maximize", config.name,
-                 importance(study))
+    outcome.trials = rebuild(ResultFiles(out, outcome.model), study, show)
+    final_tables(out, outcome.trials, study, config.name,
+                 config.objective.direction == "maximize", show, importance=True)
     return outcome
 
 
@@ -128,9 +134,13 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
     model = _write_model_summary(config, out, data, options.progress and not options.child)
     study = open_study(config, storage)
     search = Search(config, study, storage, max_batches)
-    sinks = _Sinks(config, out, data, options, study)
+    books = ResultFiles(out, model)
+    rebuild(books, study, show=False)  # agrees with the study, whatever a crash left
+    sinks = _Sinks(config, out, data, options, books.count_done)
     maximize = config.objective.direction == "maximize"
-    ran, tables_due = 0, 0.0
+    views = Views(out, books, study, config.name, maximize, sinks.refresh)
+    show = options.progress and not options.child
+    ran = 0
     try:
         while True:
             with claim_lock(storage, config.name, out):
@@ -141,26 +151,30 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
             with heartbeat(storage, claim.trial_id):
                 result = run_trial(claim.spec, data, sinks.all, checkpoint,
                                    _pruning(claim.trial, config))
-            _record(study, claim.trial, result, data)
+            # Told and appended as one: beside other processes' rebuilds, and whole
+            # even if Ctrl-C comes (it arrives once the trial is recorded).
+            with signals_held(), books.locked():
+                _record(study, claim.trial, result, data)
+                books.append(storage.get_trial(claim.trial_id),
+                             lambda: study.get_trials(deepcopy=False))
             ran += 1
-            table = write_results(out, study.get_trials(deepcopy=False), model)
-            if time.monotonic() >= tables_due:
-                write_tables(out, table, maximize, config.name)
-                tables_due = time.monotonic() + TABLES_EVERY_S
-            sinks.refresh(table, maximize)
+            views.after_trial(force=result.interrupted)
             if result.interrupted:
                 raise SweepInterrupted
             if result.stop is not None:
                 raise result.stop
+        sinks.progress.close()  # the bar goes before the ending says anything
+        table = rebuild(books, study, show)
+        sinks.refresh(table, maximize)
     finally:
         sinks.close()
-    table = write_results(out, study.get_trials(deepcopy=False), model)
     # With --workers the parent writes them once its children are done; a resume with
     # nothing to do keeps those it has.
     alone = options.workers == 1 and not options.child
     if alone and (ran or not (out / "summary.md").exists()):
-        dry = max_batches is not None  # a dry run checks the path; it measures nothing
-        write_tables(out, table, maximize, config.name, None if dry else importance(study))
+        # a dry run checks the path; it measures nothing
+        final_tables(out, table, study, config.name, maximize, show,
+                     importance=max_batches is None)
     return SweepOutcome(out=out, trials=table, ran=ran, model=model)
 
 
@@ -168,11 +182,9 @@ class _Sinks:
     """The progress bar, TensorBoard and Visdom of one process's trials."""
 
     def __init__(self, config: Config, out: Path, data: Dataset, options: SweepOptions,
-                 study: optuna.Study) -> None:
-        def done() -> int:  # an interrupted trial is not done: its point runs again
-            trials = finished_trials(study.get_trials(deepcopy=False))
-            return sum(not needs_rerun(t) for t in trials)
-
+                 done: Callable[[], int]) -> None:
+        # `done` counts the points done, whichever process ran them, from trials.csv's
+        # rows appended since it last looked: O(1) per trial.
         self.progress = ProgressSink(total_points(config), done, lines=options.progress,
                                      bar=options.progress and not options.child)
         self.all: list[Sink] = [self.progress]
