@@ -4,15 +4,15 @@ what hyperparameter importance costs on big grids, ours against Optuna's evaluat
 
     PYTHONPATH=. .venv/bin/python benchmarks/scale.py [--trials 2000] [--part all|sweep|importance]
 
-The sweep is the CLI's (`python -m harness sweep ... --quiet`, TensorBoard on, Visdom
-off), run in a child process that only notes when each trial (run_trial) and each claim
-of the next point (Search.claim) starts and ends, and how long each step of the ending
-takes. A trial's bookkeeping is everything from its end to the next trial's start:
-recording it (the study, trials.csv, history.csv), the rebuilds and tables when due, and
-claiming the next point; it is shown whole and without the claim, in wall time and in
-the process's CPU time (which a machine busy with other work disturbs less). The first
-and the last WINDOW trials are compared within one run, so both sides of the ratio see
-the same machine. The grid is 20 learning rates x 2 optimizers x 2 batch sizes x as
+The sweep is the CLI's (`python -m harness sweep ... --quiet`, TensorBoard on unless
+--tensorboard off, Visdom off), run in a child process that only notes when each trial
+(run_trial) and each claim of the next point (Search.claim) starts and ends, and how long
+each step of the ending takes. A trial's bookkeeping is everything from its end to the
+next trial's start: recording it (the study, trials.csv, history.csv), the rebuilds and
+tables when due, and claiming the next point; it is shown whole and without the claim,
+in wall time and in the process's CPU time (which a machine busy with other work
+disturbs less). The first and the last WINDOW trials are compared within one run, so
+both sides of the ratio see the same machine. The grid is 20 learning rates x 2 optimizers x 2 batch sizes x as
 many seeds as reach --trials, on 256 synthetic digits for 1 epoch, so its ending is
 that of a 20-value learning-rate grid.
 """
@@ -45,7 +45,7 @@ ENDING = {  # the steps of a sweep's ending that the child times: module, functi
 }
 
 
-def sweep_config(trials: int) -> dict[str, Any]:
+def sweep_config(trials: int, tensorboard: bool) -> dict[str, Any]:
     seeds = math.ceil(trials / CONFIGURATIONS)
     lrs = [float(f"{lr:.3g}") for lr in np.geomspace(1e-3, 0.3, 20)]
     return {
@@ -54,7 +54,7 @@ def sweep_config(trials: int) -> dict[str, Any]:
         "train": {"epochs": 1, "seed": 0, "device": "cpu"},
         "search": {"method": "grid", "seeds": list(range(seeds)),
                    "space": {"lr": lrs, "optimizer": ["sgd", "adam"], "batch_size": [32, 64]}},
-        "logging": {"tensorboard": True, "visdom": False},
+        "logging": {"tensorboard": tensorboard, "visdom": False},
     }
 
 
@@ -91,10 +91,13 @@ def child(config: str, out: str, notes_path: str) -> None:
     runpy.run_module("harness", run_name="__main__")
 
 
-def run_sweep(trials: int, timeout: float) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+Table = list[tuple[str, ...]]
+
+
+def run_sweep(trials: int, tensorboard: bool, timeout: float) -> tuple[Table, Table]:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "scale.yaml"
-        config.write_text(yaml.safe_dump(sweep_config(trials)))
+        config.write_text(yaml.safe_dump(sweep_config(trials, tensorboard)))
         notes_path = Path(tmp) / "notes.json"
         started = time.time()
         process = subprocess.run(
@@ -112,7 +115,7 @@ def run_sweep(trials: int, timeout: float) -> tuple[list[tuple[str, ...]], list[
     claim = [c[1] - c[0] for c in claims[1:len(spans)]]
     claim_cpu = [c[3] - c[2] for c in claims[1:len(spans)]]
     rows = [
-        ("trials", f"{len(spans):,}"),
+        ("trials", f"{len(spans):,} (TensorBoard {'on' if tensorboard else 'off'})"),
         ("sweep wall time (process start to exit)", f"{exited - started:.0f} s"),
         ("mean trial (run_trial)", f"{1000 * statistics.mean(e - s for s, e, *_ in spans):.0f} ms"),
         *compared("bookkeeping per trial (trial end to next trial start)", gaps),
@@ -128,7 +131,7 @@ def run_sweep(trials: int, timeout: float) -> tuple[list[tuple[str, ...]], list[
     return rows, ending
 
 
-def compared(what: str, seconds: list[float]) -> list[tuple[str, ...]]:
+def compared(what: str, seconds: list[float]) -> Table:
     first, last = seconds[:WINDOW], seconds[-WINDOW:]
     return [(f"{what}, first {WINDOW}", ms(first)), (f"{what}, last {WINDOW}", ms(last)),
             (f"{what}: last / first (means)",
@@ -172,7 +175,7 @@ def timed(action: Any) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
-def run_importance() -> list[tuple[str, ...]]:
+def run_importance() -> Table:
     import optuna
 
     from harness.importance import METHOD, importance
@@ -198,7 +201,7 @@ def run_importance() -> list[tuple[str, ...]]:
     return rows
 
 
-def markdown(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+def markdown(header: tuple[str, ...], rows: Table) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
@@ -211,13 +214,15 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=2000)
     parser.add_argument("--part", choices=["all", "sweep", "importance"], default="all")
+    parser.add_argument("--tensorboard", choices=["on", "off"], default="on",
+                        help="off: trials several times quicker on a busy machine")
     parser.add_argument("--timeout", type=float, default=3600, help="for the sweep, in s")
     args = parser.parse_args()
     if args.trials < 2 * WINDOW:
         parser.error(f"--trials: at least {2 * WINDOW}, so the first and last {WINDOW} "
                      "do not overlap")
     if args.part in ("all", "sweep"):
-        rows, ending = run_sweep(args.trials, args.timeout)
+        rows, ending = run_sweep(args.trials, args.tensorboard == "on", args.timeout)
         print(markdown(("sweep of tiny trials", "measured"), rows))
         print()
         print(markdown(("after the last trial (20-value learning-rate grid)", "took"),
