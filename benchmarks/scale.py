@@ -12,9 +12,9 @@ next trial's start: recording it (the study, trials.csv, history.csv), the rebui
 tables when due, and claiming the next point; it is shown whole and without the claim,
 in wall time and in the process's CPU time (which a machine busy with other work
 disturbs less). The first and the last WINDOW trials are compared within one run, so
-both sides of the ratio see the same machine. The grid is 20 learning rates x 2 optimizers x 2 batch sizes x as
-many seeds as reach --trials, on 256 synthetic digits for 1 epoch, so its ending is
-that of a 20-value learning-rate grid.
+both sides of the ratio see the same machine. The grid is 20 learning rates x 2
+optimizers x 2 batch sizes x as many seeds as reach --trials, on 256 synthetic digits
+for 1 epoch, so its ending is that of a 20-value learning-rate grid.
 """
 
 from __future__ import annotations
