@@ -1,4 +1,5 @@
-"""Atomic file writes: a crash leaves the old file or the new one, never half of one."""
+"""Atomic file writes: a crash leaves the old file or the new one, never half of one;
+appends of whole lines, and a check that a file still ends on a whole line."""
 
 from __future__ import annotations
 
@@ -39,6 +40,37 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_csv(path: Path, frame: pd.DataFrame) -> None:
     _atomic(path, lambda f: f.write(frame.to_csv(index=False).encode()))
+
+
+def append_lines(path: Path, text: str) -> int:
+    """Append `text` (whole lines) in one write and fsync; return the file's new size.
+    O_APPEND puts each write at the end whole, beside other processes' appends. A
+    process killed inside the write can still leave part of it (the kernel may stop a
+    write at a page boundary): writers check `ends_whole` before they add to a file."""
+    data = text.encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        written = 0
+        while written < len(data):  # a short write is finished, not left half
+            written += os.write(fd, data[written:])
+        os.fsync(fd)
+        return os.fstat(fd).st_size
+    except OSError as err:  # a full disk must say which file it stopped
+        if err.filename is None:
+            raise OSError(err.errno, err.strerror, str(path)) from err
+        raise
+    finally:
+        os.close(fd)
+
+
+def ends_whole(path: Path) -> bool:
+    """Whether the file exists and ends with a newline (its last line was not cut)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) == b"\n"
+    except OSError:  # missing, or empty (seek before the start)
+        return False
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:

@@ -1,17 +1,23 @@
 """The study -> trials.csv, history.csv, tables/*.csv and summary.md.
 
-The Optuna storage is the one source of truth: these files are rebuilt from it after
-every trial (by whichever worker finished one), so they always agree with each other
-and with the study, and can be rebuilt on any machine that reaches the storage.
+The Optuna storage is the one source of truth. While a sweep runs, each finished trial's
+rows are appended to trials.csv and history.csv (bookkeeping.ResultFiles), and the files
+are rebuilt from the study at its start, at its end and every so often (`write_results`),
+so they always agree with the study and can be rebuilt on any machine that reaches it.
+Appended and rebuilt rows are written by one CSV writer (`csv_lines`): the same bytes.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 from optuna.trial import FrozenTrial, TrialState
@@ -21,6 +27,7 @@ from harness.config import ConfigError
 from harness.files import atomic_write_csv, atomic_write_text
 from harness.hyperparams import NAMES
 from harness.search import latest_attempts
+from harness.types import INTERRUPTED, RETRYABLE
 
 TRIAL_COLUMNS = [
     "trial", "run", "state", *NAMES, "seed", "epochs", "value", "best_epoch", "val_acc",
@@ -42,26 +49,43 @@ def finished_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     return sorted(latest_attempts(done).values(), key=lambda t: t.number)
 
 
-def trials_frame(trials: list[FrozenTrial], model: dict[str, int]) -> pd.DataFrame:
-    """One row per finished point, with the contract's trials.csv columns."""
-    rows = [_trial_row(t, model) for t in finished_trials(trials)]
+def write_results(out: Path, trials: list[FrozenTrial], model: dict[str, int]) -> pd.DataFrame:
+    """Write trials.csv and history.csv atomically, one row per point in trial order;
+    return the trials table."""
+    done = finished_trials(trials)
+    rows = [trial_row(t, model) for t in done]
+    atomic_write_text(out / "trials.csv", csv_lines(rows, TRIAL_COLUMNS, header=True))
+    atomic_write_text(out / "history.csv", csv_lines(
+        [row for t in done for row in history_rows(t)], HISTORY_COLUMNS, header=True))
     return pd.DataFrame(rows, columns=TRIAL_COLUMNS)
 
 
-def history_frame(trials: list[FrozenTrial]) -> pd.DataFrame:
-    rows = []
-    for t in finished_trials(trials):
-        for epoch in t.user_attrs.get("result", {}).get("history", []):
-            rows.append({"trial": t.number, "run": t.user_attrs.get("run", "")} | epoch)
-    return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+def csv_lines(rows: list[dict[str, Any]], columns: list[str], header: bool = False) -> str:
+    """Rows as CSV text, written the same way whether a file is rebuilt or appended to
+    (pandas would write 2 or 2.0 depending on the column's other rows)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if header:
+        writer.writerow(columns)
+    writer.writerows([_cell(row.get(column)) for column in columns] for row in rows)
+    return buffer.getvalue()
 
 
-def write_results(out: Path, trials: list[FrozenTrial], model: dict[str, int]) -> pd.DataFrame:
-    """Write trials.csv and history.csv atomically; return the trials table."""
-    table = trials_frame(trials, model)
-    atomic_write_csv(out / "trials.csv", table)
-    atomic_write_csv(out / "history.csv", history_frame(trials))
-    return table
+def _cell(value: Any) -> Any:
+    """As pandas writes it: nothing for None and nan, the shortest repr of a float."""
+    if value is None:
+        return ""
+    if isinstance(value, float | np.floating):
+        return "" if math.isnan(value) else repr(float(value))
+    if isinstance(value, np.integer | np.bool_):
+        return value.item()
+    return value
+
+
+def rerun_row(state: str, error: str) -> bool:
+    """A trials.csv row whose point runs again (search.needs_rerun, read from the row:
+    a trial failed without an error has STALE there)."""
+    return state == "FAIL" and error.startswith((INTERRUPTED, RETRYABLE))
 
 
 def write_tables(out: Path, trials: pd.DataFrame, maximize: bool, title: str,
@@ -160,7 +184,13 @@ def sweep_labels(dirs: list[Path]) -> list[str]:
             depth[i] += 1
 
 
-def _trial_row(t: FrozenTrial, model: dict[str, int]) -> dict[str, Any]:
+def history_rows(t: FrozenTrial) -> list[dict[str, Any]]:
+    run = t.user_attrs.get("run", "")
+    return [{"trial": t.number, "run": run} | epoch
+            for epoch in t.user_attrs.get("result", {}).get("history", [])]
+
+
+def trial_row(t: FrozenTrial, model: dict[str, int]) -> dict[str, Any]:
     attrs = t.user_attrs
     result = attrs.get("result", {})  # what the trial measured, see sweep._record
     history: list[dict[str, float]] = result.get("history", [])

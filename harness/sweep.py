@@ -14,8 +14,7 @@ import math
 import shutil
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,14 @@ import torch
 from optuna.trial import TrialState
 
 from harness import workers
+from harness.bookkeeping import (
+    ResultFiles,
+    Views,
+    final_tables,
+    rebuild,
+    saying,
+    signals_held,
+)
 from harness.config import (
     Config,
     ConfigError,
@@ -37,12 +44,10 @@ from harness.data import Dataset, load_dataset
 from harness.device import resolve_device, setup_device
 from harness.errors import warn
 from harness.files import atomic_write_csv, atomic_write_text, file_lock
-from harness.importance import importance
 from harness.locks import next_claim
 from harness.models import build_model, example_input, model_summary, summary_totals
 from harness.owner import Lease, heartbeat
-from harness.results import finished_trials, write_results, write_tables
-from harness.search import Claim, Search, needs_rerun, total_points
+from harness.search import Claim, Search, total_points
 from harness.sinks.base import Sink
 from harness.sinks.guard import guarded
 from harness.sinks.progress import ProgressSink
@@ -54,7 +59,6 @@ from harness.types import INTERRUPTED, Training, TrialResult
 
 DRY_RUN_BATCHES = 2  # a dry run trains this many batches of one epoch per trial
 EXAMPLES = 256  # test digits a trial's prediction grid picks from
-TABLES_EVERY_S = 5.0  # summary.md and tables/ after a trial, at most this often, and at the end
 
 class SweepInterrupted(KeyboardInterrupt):
     """Ctrl-C: what was done is saved; the interrupted trial runs again on resume."""
@@ -110,21 +114,23 @@ def _run_with_workers(config: Config, out: Path, storage: optuna.storages.BaseSt
     torch.set_num_threads(workers.threads_per_worker(options.workers))
     children = workers.spawn(run_sweep, config, dataclasses.replace(options, out=out),
                              options.workers - 1, device)
+    show = options.progress
     try:
         outcome = _run(config, out, storage, data, options)
     except BaseException:
         workers.stop(children)
         study = open_study(config, storage)  # the children's interrupted trials too
-        write_results(out, study.get_trials(deepcopy=False),
-                      summary_totals(model_summary(build_model(config.model),
-                                                   example_input(config.model))))
+        model = summary_totals(model_summary(build_model(config.model),
+                                             example_input(config.model)))
+        rebuild(ResultFiles(out, model), study, show)
         raise
     finally:
-        workers.join(children)
+        with saying(f"waiting for the other {len(children)} workers' trials", show):
+            workers.join(children)
     study = open_study(config, storage)
-    outcome.trials = write_results(out, study.get_trials(deepcopy=False), outcome.model)
-    write_tables(out, outcome.trials, config.objective.maximize, config.name,
-                 importance(study))
+    outcome.trials = rebuild(ResultFiles(out, outcome.model), study, show)
+    final_tables(out, outcome.trials, study, config.name, config.objective.maximize, show,
+                 importance=True)
     return outcome
 
 
@@ -135,9 +141,13 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
     study = open_study(config, storage)
     search = Search(config, study, storage)
     training = training_settings(config, max_batches)
-    sinks = _Sinks(config, out, data, options, study)
+    books = ResultFiles(out, model)
+    rebuild(books, study, show=False)  # agrees with the study, whatever a crash left
+    sinks = _Sinks(config, out, data, options, books.count_done)
     maximize = config.objective.maximize
-    ran, tables_due = 0, 0.0
+    views = Views(out, books, study, config.name, maximize, sinks.refresh)
+    show = options.progress and not options.child
+    ran = 0
     try:
         while True:
             claim = next_claim(search, out, options.progress and not options.child)
@@ -147,25 +157,31 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
             with heartbeat(storage, claim.trial_id) as lease:
                 result = run_trial(claim.spec, training, data, sinks.all, checkpoint,
                                    _pruning(claim.trial, config, lease))
-            ran += _record(study, claim, result, data, lease, options.progress)
-            table = write_results(out, study.get_trials(deepcopy=False), model)
-            if time.monotonic() >= tables_due:
-                write_tables(out, table, maximize, config.name)
-                tables_due = time.monotonic() + TABLES_EVERY_S
-            sinks.refresh(table, maximize)
+            # Told and appended as one: beside other processes' rebuilds, and whole
+            # even if Ctrl-C comes (it arrives once the trial is recorded).
+            with signals_held(), books.locked():
+                recorded = _record(study, claim, result, data, lease, options.progress)
+                if recorded:
+                    books.append(storage.get_trial(claim.trial_id),
+                                 lambda: study.get_trials(deepcopy=False))
+            ran += recorded
+            views.after_trial(force=result.interrupted)
             if result.interrupted:
                 raise SweepInterrupted
             if result.stop is not None:
                 raise result.stop
+        sinks.progress.close()  # the bar goes before the ending says anything
+        table = rebuild(books, study, show)
+        sinks.refresh(table, maximize)
     finally:
         sinks.close()
-    table = write_results(out, study.get_trials(deepcopy=False), model)
     # With --workers the parent writes them once its children are done; a resume with
     # nothing to do keeps those it has.
     alone = options.workers == 1 and not options.child
     if alone and (ran or not (out / "summary.md").exists()):
-        dry = max_batches is not None  # a dry run checks the path; it measures nothing
-        write_tables(out, table, maximize, config.name, None if dry else importance(study))
+        # a dry run checks the path; it measures nothing
+        final_tables(out, table, study, config.name, maximize, show,
+                     importance=max_batches is None)
     return SweepOutcome(out=out, trials=table, ran=ran, model=model)
 
 
@@ -187,11 +203,9 @@ class _Sinks:
     """The progress bar, TensorBoard and Visdom of one process's trials."""
 
     def __init__(self, config: Config, out: Path, data: Dataset, options: SweepOptions,
-                 study: optuna.Study) -> None:
-        def done() -> int:  # an interrupted trial is not done: its point runs again
-            trials = finished_trials(study.get_trials(deepcopy=False))
-            return sum(not needs_rerun(t) for t in trials)
-
+                 done: Callable[[], int]) -> None:
+        # `done` counts the points done, whichever process ran them, from trials.csv's
+        # rows appended since it last looked: O(1) per trial.
         self.progress = ProgressSink(total_points(config), done, lines=options.progress,
                                      bar=options.progress and not options.child,
                                      metric=config.objective.metric)
