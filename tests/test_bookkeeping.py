@@ -50,9 +50,9 @@ def files(out: Path) -> tuple[bytes, bytes]:
 
 def interrupt_second_epoch(monkeypatch, lr: float) -> None:
     """Ctrl-C in the second epoch of the trial with this learning rate."""
-    import harness.trial
+    import harness.trainers.single
 
-    real, epochs = harness.trial.train_epoch, []
+    real, epochs = harness.trainers.single.train_epoch, []
 
     def train_epoch(model, optimizer, *args, **kwargs):
         if optimizer.param_groups[0]["lr"] == lr:
@@ -61,7 +61,7 @@ def interrupt_second_epoch(monkeypatch, lr: float) -> None:
                 raise KeyboardInterrupt
         return real(model, optimizer, *args, **kwargs)
 
-    monkeypatch.setattr(harness.trial, "train_epoch", train_epoch)
+    monkeypatch.setattr(harness.trainers.single, "train_epoch", train_epoch)
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +196,7 @@ def test_ctrl_c_while_a_trial_is_recorded_waits_until_it_is(tmp_path, monkeypatc
     def interrupted(*args):
         os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C just as the first trial is recorded
         time.sleep(0.1)
-        real(*args)
+        return real(*args)
 
     monkeypatch.setattr(harness.sweep, "_record", interrupted)
     with pytest.raises(KeyboardInterrupt):

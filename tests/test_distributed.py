@@ -77,15 +77,15 @@ FAST_HEARTBEATS = {"HARNESS_HEARTBEAT_S": "1", "HARNESS_GRACE_S": "3"}
 # A worker on another machine (its pid means nothing here) that is slow to train.
 FAR_AND_SLOW = """
 import sys, time
-import harness.search, harness.trial
+import harness.search, harness.trainers.single
 harness.search.this_process = lambda: "a-machine-far-away:1:1"
-real = harness.trial.train_epoch
+real = harness.trainers.single.train_epoch
 
 def train_epoch(*args, **kwargs):
     time.sleep(30)
     return real(*args, **kwargs)
 
-harness.trial.train_epoch = train_epoch
+harness.trainers.single.train_epoch = train_epoch
 from harness.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -94,8 +94,9 @@ sys.exit(main(sys.argv[1:]))
 # takes 2 s; then it recovers.
 STALLS = """
 import sys, threading, time
-import optuna, harness.trial
-real_beat, real_epoch = optuna.storages.RDBStorage.record_heartbeat, harness.trial.train_epoch
+import optuna, harness.trainers.single
+real_beat = optuna.storages.RDBStorage.record_heartbeat
+real_epoch = harness.trainers.single.train_epoch
 stalled, beats = threading.Event(), []
 
 def record_heartbeat(self, trial_id):
@@ -114,7 +115,7 @@ def train_epoch(*args, **kwargs):
     return real_epoch(*args, **kwargs)
 
 optuna.storages.RDBStorage.record_heartbeat = record_heartbeat
-harness.trial.train_epoch = train_epoch
+harness.trainers.single.train_epoch = train_epoch
 from harness.cli import main
 sys.exit(main(sys.argv[1:]))
 """
