@@ -12,6 +12,7 @@ from typing import Any
 from harness.schema import ConfigError, Problems, build, invalid, is_number, number, show, unknown
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+USE_MOMENTUM = ("sgd",)  # models.build_optimizer gives the others their own defaults
 
 
 @dataclass(frozen=True)
@@ -116,3 +117,24 @@ def _range(key: str, raw: dict[str, Any], method: str | None, problems: Problems
             raise ConfigError(f"{path}.low: a log range needs low > 0, got {rng.low}")
         return rng
     return None
+
+
+def check_momentum(space: dict[str, tuple[Any, ...] | Range], optimizer: str,
+                   problems: Problems) -> None:
+    """Several momentum values with an optimizer that ignores momentum would run that
+    optimizer's same trial once per value: refused, naming the optimizers. `optimizer`
+    is train.optimizer, used when search.space has none."""
+    momentum = space.get("momentum")
+    if momentum is None or problems.failed("search.space.optimizer", "train.optimizer"):
+        return
+    if not isinstance(momentum, Range) and len(momentum) < 2:
+        return
+    searched = space.get("optimizer")
+    where = "train.optimizer is" if searched is None else "search.space.optimizer has"
+    others = [o for o in (searched or (optimizer,)) if o not in USE_MOMENTUM]
+    if others:
+        problems.add("search.space.momentum", (
+            f"search.space.momentum: only {', '.join(USE_MOMENTUM)} uses momentum, but "
+            f"{where} {', '.join(others)}, which would run the same trial once per momentum "
+            "value; search momentum in a sweep of its own with optimizer: [sgd], or give "
+            "momentum one value"))

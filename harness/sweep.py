@@ -17,15 +17,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pandas as pd
 import torch
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
-from harness import workers
+from harness import stop, workers
 from harness.config import (
     Config,
     ConfigError,
@@ -103,23 +104,31 @@ def _run_with_workers(config: Config, out: Path, storage: optuna.storages.BaseSt
     if isinstance(storage, optuna.storages.RDBStorage):
         storage.engine.dispose()  # no database connection may cross a fork
     torch.set_num_threads(workers.threads_per_worker(options.workers))
+    _check_stop()  # no children that would only stop again
     children = workers.spawn(run_sweep, config, dataclasses.replace(options, out=out),
                              options.workers - 1, device)
     try:
         outcome = _run(config, out, storage, data, options)
     except BaseException:
-        workers.stop(children)
+        children.tell_stop()  # at once: they claim nothing new
+        children.wait()
         study = open_study(config, storage)  # the children's interrupted trials too
         write_results(out, study.get_trials(deepcopy=False),
                       summary_totals(model_summary(build_model(config.model))))
         raise
-    finally:
-        workers.join(children)
+    children.wait()  # every trial still running, however long it takes
     study = open_study(config, storage)
     outcome.trials = write_results(out, study.get_trials(deepcopy=False), outcome.model)
+    _check_stop()  # stopped while waiting: the children saved their trials
     write_tables(out, outcome.trials, config.objective.direction == "maximize", config.name,
                  importance(study))
+    outcome.ran += children.ran.value
     return outcome
+
+
+def _check_stop() -> None:
+    if stop.requested():
+        raise SweepInterrupted
 
 
 def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: Dataset,
@@ -130,11 +139,16 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
     search = Search(config, study, storage, max_batches)
     sinks = _Sinks(config, out, data, options, study)
     maximize = config.objective.direction == "maximize"
-    ran, tables_due = 0, 0.0
+    ran, tables_due, retried = 0, 0.0, False
     try:
         while True:
+            _check_stop()  # Ctrl-C or SIGTERM between two trials, or at start-up
             with claim_lock(storage, config.name, out):
                 claim = search.claim()
+            if claim is None and not retried:  # machine faults of this run: once more
+                search.retry_now()
+                retried = True
+                continue
             if claim is None:
                 break
             checkpoint = out / "checkpoints" / f"{claim.spec.run}.pt"
@@ -143,7 +157,9 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
                                    _pruning(claim.trial, config))
             _record(study, claim.trial, result, data)
             ran += 1
-            table = write_results(out, study.get_trials(deepcopy=False), model)
+            trials = study.get_trials(deepcopy=False)
+            sinks.recorded(result, trials, claim.trial.number)
+            table = write_results(out, trials, model)
             if time.monotonic() >= tables_due:
                 write_tables(out, table, maximize, config.name)
                 tables_due = time.monotonic() + TABLES_EVERY_S
@@ -169,9 +185,8 @@ class _Sinks:
 
     def __init__(self, config: Config, out: Path, data: Dataset, options: SweepOptions,
                  study: optuna.Study) -> None:
-        def done() -> int:  # an interrupted trial is not done: its point runs again
-            trials = finished_trials(study.get_trials(deepcopy=False))
-            return sum(not needs_rerun(t) for t in trials)
+        def done() -> int:
+            return len(_done(study.get_trials(deepcopy=False)))
 
         self.progress = ProgressSink(total_points(config), done, lines=options.progress,
                                      bar=options.progress and not options.child)
@@ -184,6 +199,12 @@ class _Sinks:
             self.all.append(self.live)
         self.all = guarded(self.all)
 
+    def recorded(self, result: TrialResult, trials: list[FrozenTrial], number: int) -> None:
+        """The trial's line, numbered by the order in which the sweep's processes
+        finished their trials, so that with --workers no number repeats."""
+        order = [t.number for t in sorted(_done(trials), key=_finished_at)]
+        self.progress.recorded(result, order.index(number) + 1 if number in order else None)
+
     def refresh(self, table: pd.DataFrame, maximize: bool) -> None:
         if self.live is not None:
             self.live.refresh(table, maximize)
@@ -192,6 +213,15 @@ class _Sinks:
         self.progress.close()
         if self.live is not None:
             self.live.close()
+
+
+def _done(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """Finished points; an interrupted trial or a machine fault is not done: it runs again."""
+    return [t for t in finished_trials(trials) if not needs_rerun(t)]
+
+
+def _finished_at(trial: FrozenTrial) -> tuple[datetime, int]:
+    return trial.datetime_complete or datetime.max, trial.number
 
 
 def _visdom(config: Config, options: SweepOptions, out: Path) -> VisdomSink | None:

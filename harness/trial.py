@@ -16,7 +16,7 @@ import torch
 
 from harness.config import ConfigError
 from harness.data import Dataset
-from harness.errors import describe, no_space, warn
+from harness.errors import describe, no_space, retryable, warn
 from harness.files import atomic_torch_save
 from harness.models import build_model, build_optimizer
 from harness.sinks.base import Sink
@@ -42,7 +42,7 @@ def run_trial(
     except KeyboardInterrupt:
         state, error = "FAIL", INTERRUPTED
     except Exception as err:  # a failing trial is a result, not the end of the sweep
-        state, error, full = "FAIL", describe(err), no_space(err)
+        state, error, full = "FAIL", retryable(err) or describe(err), no_space(err)
         if data.device.type == "cuda":
             torch.cuda.empty_cache()  # after an out-of-memory error, for the next trial
     if full is None and checkpoint is not None and loop.best_state is not None:
