@@ -6,14 +6,21 @@ machine, for nothing. So: the exit handlers run (logging, multiprocessing, torch
 output is flushed, and the process ends. If a thread the command started is still
 working, Python's normal exit waits for it instead. Output into a pipe whose reader
 stopped early (`| head`) ends quietly, as Python's documentation advises.
+
+Ctrl-C and SIGTERM are caught from the first line on (harness.stop), so that one sent
+while torch is still loading ends in exit 130 with the message too.
 """
 
-import atexit
-import os
-import sys
-import threading
+from harness import stop
 
-from harness.cli import main
+stop.install()
+
+import atexit  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+
+from harness.cli import main  # noqa: E402
 
 try:
     code = main()

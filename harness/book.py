@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from harness.errors import describe, no_space, warn
+from harness.errors import describe, no_space, retryable, warn
 from harness.files import atomic_torch_save
 from harness.hyperparams import LR
 from harness.sinks.base import Sink
@@ -96,7 +96,10 @@ class TrialBook:
         self.state, self.error = "FAIL", INTERRUPTED
 
     def fail(self, err: Exception) -> None:
-        self.state, self.error, self.full = "FAIL", describe(err), no_space(err)
+        """An exception: a fault of the machine (out of memory, a lost storage) is
+        retryable, any other a fault of the trial."""
+        self.state, self.error = "FAIL", retryable(err) or describe(err)
+        self.full = no_space(err)
 
     def finish(self) -> TrialResult:
         """Save the best weights, tell the sinks, and return the result."""

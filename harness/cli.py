@@ -18,12 +18,11 @@ the trial that was running runs again); 130 interrupted after saving what was do
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
-from types import FrameType
 from typing import NoReturn
 
+from harness import stop
 from harness.config import Config, load_config
 from harness.errors import ConfigError, DatabaseFull, DataError, no_space
 from harness.hyperparams import LR
@@ -91,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     # as the config: a study is named only as --fresh=NAME.
     args = build_parser().parse_args(["--fresh=" if a == "--fresh" else a for a in argv])
     try:
+        if args.command == "sweep":
+            stop.check()  # a signal while Python was starting: nothing to save yet
+        else:
+            stop.immediate()  # nothing to save: Ctrl-C stops at once
         return args.func(args)
     except (ConfigError, DataError) as err:
         full = no_space(err)  # "cannot open the storage", say, because the disk is full
@@ -147,13 +150,13 @@ def _sweep(args: argparse.Namespace) -> int:
     from harness.sweep import SweepOptions, run_sweep
     from harness.tables import state_counts, top_trials
 
-    signal.signal(signal.SIGTERM, _interrupt)
     check_fresh(args.fresh, args.storage, config.name)
     options = SweepOptions(out=args.out, storage=args.storage, device=args.device,
                            fresh=args.fresh is not None, dry_run=args.dry_run,
                            progress=not args.quiet, visdom=args.visdom, workers=args.workers)
     args.database = args.storage or (args.out or Path("results") / config.name) / "study.db"
     outcome = run_sweep(config, options)
+    stop.check()  # asked to stop while the last files were written: say so
     trials = outcome.trials
     maximize = config.objective.maximize
     with pd.option_context("display.width", 120, "display.max_columns", 20):
@@ -243,6 +246,3 @@ def _visdom(args: argparse.Namespace) -> int:
                  bind_local=True, print_func=announce)
     return EXIT_OK
 
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt

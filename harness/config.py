@@ -34,7 +34,7 @@ from harness.schema import (
     invalid,
     show,
 )
-from harness.space import Range, parse_space
+from harness.space import Range, check_unused, parse_space
 from harness.types import DIVERGE_ABOVE
 from harness.yamlfile import read_yaml
 
@@ -259,6 +259,7 @@ def _check(config: Config, problems: Problems) -> None:
     check("search.seeds", _check_seeds, config.search.seeds)
     _check_grid_only(config, problems)
     _check_batch_size(config, problems)
+    check_unused(config.search.space, config.train.optimizer, problems)
 
 
 def _valid(value: Any, test: Any, valid: str, path: str) -> None:

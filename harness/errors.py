@@ -8,8 +8,13 @@ import errno
 import sqlite3
 import sys
 
+from harness.types import RETRYABLE
+
 MAX_LINES = 20  # a config with more problems shows the first ones and how many more
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+# A CUDA error that leaves the context unusable reads as one of these (torch raises
+# AcceleratorError for them since 2.8, a RuntimeError before).
+STICKY_CUDA = ("CUDA error", "CUBLAS_STATUS_", "CUDNN_STATUS_", "cuDNN error")
 
 
 class ConfigError(ValueError):
@@ -50,6 +55,30 @@ def no_space(err: BaseException | None) -> OSError | None:
         if code is not None and (code & 0xFF == sqlite3.SQLITE_FULL
                                  or code == sqlite3.SQLITE_IOERR_SHMSIZE):
             return DatabaseFull(errno.ENOSPC, "No space left on device")
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def retryable(err: BaseException) -> str | None:
+    """A trial's `error` when a fault of the machine, not of the trial, stopped it: out of
+    memory (another process may hold the GPU), a sticky CUDA error, a full disk, a lost
+    connection to the storage. Such a trial is not a result: its point runs again.
+    None for a fault of the trial's own (divergence, a bad setting, any other error)."""
+    fault = _machine_fault(err)
+    return None if fault is None else f"{RETRYABLE}: {describe(fault)}"
+
+
+def _machine_fault(err: BaseException | None) -> BaseException | None:
+    """The exception in `err`'s chain of causes that names a machine fault."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        names = {cls.__name__ for cls in type(err).__mro__}
+        if (names & {"OutOfMemoryError", "MemoryError", "AcceleratorError",
+                     "OperationalError", "ConnectionError"}
+                or (isinstance(err, RuntimeError) and any(s in str(err) for s in STICKY_CUDA))
+                or (isinstance(err, OSError) and err.errno in NO_SPACE)):
+            return err
         err = err.__cause__ or err.__context__
     return None
 

@@ -15,6 +15,7 @@ import itertools
 import json
 import warnings
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import optuna
@@ -106,6 +107,9 @@ class Search:
         self.config, self.study, self.storage = config, study, storage
         self.study_id = storage.get_study_id_from_name(study.study_name)
         self.owner = this_process()
+        # A fault of the machine (retryable) runs again once its own attempt is over:
+        # those from earlier runs at once, this run's once more when nothing else is left.
+        self.retry_before = datetime.now()
 
     def claim(self) -> Claim | None:
         """The next point to run as a started trial, or None when nothing is left."""
@@ -164,11 +168,11 @@ class Search:
         latest = latest_attempts(trials)
         if self.config.search.method == "grid":
             for point in grid_points(self.config):
-                if point.key not in latest or needs_rerun(latest[point.key]):
+                if point.key not in latest or self._due(latest[point.key]):
                     return point
             return None
         for trial in latest.values():
-            if needs_rerun(trial):
+            if self._due(trial):
                 return Point(trial.user_attrs["point"], trial.user_attrs["index"],
                              dict(trial.params), trial.user_attrs["seed"])
         added = self._added_seed(trials)
@@ -178,6 +182,16 @@ class Search:
         if len(configurations) < self.config.search.n_trials:
             return Point("", -1, {}, self.config.search.seeds[0])
         return None
+
+    def retry_now(self) -> None:
+        """The end of the sweep: machine faults met so far run once more."""
+        self.retry_before = datetime.now()
+
+    def _due(self, trial: FrozenTrial) -> bool:
+        if not needs_rerun(trial):
+            return False
+        start = trial.datetime_start
+        return not is_retryable(trial) or start is None or start < self.retry_before
 
     def _added_seed(self, trials: list[FrozenTrial]) -> Point | None:
         """A seed of search.seeds that a configuration sampled earlier has not run: the
@@ -258,6 +272,10 @@ def needs_rerun(trial: FrozenTrial) -> bool:
     error = trial.user_attrs.get("error")
     return trial.state == TrialState.FAIL and (
         error is None or error.startswith((INTERRUPTED, RETRYABLE)))
+
+
+def is_retryable(trial: FrozenTrial) -> bool:
+    return str(trial.user_attrs.get("error")).startswith(RETRYABLE)
 
 
 def _key(params: dict[str, Any], seed: int) -> str:

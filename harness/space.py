@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from harness.hyperparams import BY_NAME
+from harness.hyperparams import BY_NAME, OPTIMIZER, OPTIMIZERS
 from harness.schema import ConfigError, Problems, build, invalid, number, show, unknown
 
 
@@ -104,3 +104,27 @@ def _range(key: str, raw: dict[str, Any], method: str | None, problems: Problems
             raise ConfigError(f"{path}.low: a log range needs low > 0, got {rng.low}")
         return rng
     return None
+
+
+def check_unused(space: dict[str, tuple[Any, ...] | Range], optimizer: str,
+                 problems: Problems) -> None:
+    """Several values of a hyperparameter that an optimizer of the sweep ignores (momentum
+    with adam) would run that optimizer's same trial once per value: refused, naming the
+    optimizers. `optimizer` is train.optimizer, used when search.space has none."""
+    if problems.failed(f"search.space.{OPTIMIZER}", f"train.{OPTIMIZER}"):
+        return
+    searched = space.get(OPTIMIZER)
+    where = (f"train.{OPTIMIZER} is" if searched is None
+             else f"search.space.{OPTIMIZER} has")
+    reaching = {name for o in OPTIMIZERS.values() for name in o.uses}
+    for name, values in space.items():
+        if name not in reaching or (not isinstance(values, Range) and len(values) < 2):
+            continue
+        users = [o.name for o in OPTIMIZERS.values() if name in o.uses]
+        others = [o for o in (searched or (optimizer,)) if name not in OPTIMIZERS[o].uses]
+        if others:
+            problems.add(f"search.space.{name}", (
+                f"search.space.{name}: only {', '.join(users)} uses {name}, but {where} "
+                f"{', '.join(others)}, which would run the same trial once per {name} "
+                f"value; search {name} in a sweep of its own with {OPTIMIZER}: "
+                f"[{', '.join(users)}], or give {name} one value"))

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from optuna.trial import TrialState
 
-from harness import workers
+from harness import stop, workers
 from harness.bookkeeping import (
     ResultFiles,
     Views,
@@ -47,6 +47,7 @@ from harness.files import atomic_write_csv, atomic_write_text, file_lock
 from harness.locks import next_claim
 from harness.models import build_model, example_input, model_summary, summary_totals
 from harness.owner import Lease, heartbeat
+from harness.results import rerun_row
 from harness.search import Claim, Search, total_points
 from harness.sinks.base import Sink
 from harness.sinks.guard import guarded
@@ -112,26 +113,34 @@ def _run_with_workers(config: Config, out: Path, storage: optuna.storages.BaseSt
     if isinstance(storage, optuna.storages.RDBStorage):
         storage.engine.dispose()  # no database connection may cross a fork
     torch.set_num_threads(workers.threads_per_worker(options.workers))
+    _check_stop()  # no children that would only stop again
     children = workers.spawn(run_sweep, config, dataclasses.replace(options, out=out),
                              options.workers - 1, device)
     show = options.progress
     try:
         outcome = _run(config, out, storage, data, options)
     except BaseException:
-        workers.stop(children)
+        children.tell_stop()  # at once: they claim nothing new
+        children.wait()
         study = open_study(config, storage)  # the children's interrupted trials too
         model = summary_totals(model_summary(build_model(config.model),
                                              example_input(config.model)))
         rebuild(ResultFiles(out, model), study, show)
         raise
-    finally:
-        with saying(f"waiting for the other {len(children)} workers' trials", show):
-            workers.join(children)
+    with saying(f"waiting for the other {options.workers - 1} workers' trials", show):
+        children.wait()  # every trial still running, however long it takes
     study = open_study(config, storage)
     outcome.trials = rebuild(ResultFiles(out, outcome.model), study, show)
+    _check_stop()  # stopped while waiting: the children saved their trials
     final_tables(out, outcome.trials, study, config.name, config.objective.maximize, show,
                  importance=True)
+    outcome.ran += children.ran.value
     return outcome
+
+
+def _check_stop() -> None:
+    if stop.requested():
+        raise SweepInterrupted
 
 
 def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: Dataset,
@@ -147,10 +156,15 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
     maximize = config.objective.maximize
     views = Views(out, books, study, config.name, maximize, sinks.refresh)
     show = options.progress and not options.child
-    ran = 0
+    ran, retried = 0, False
     try:
         while True:
-            claim = next_claim(search, out, options.progress and not options.child)
+            _check_stop()  # Ctrl-C or SIGTERM between two trials, or at start-up
+            claim = next_claim(search, out, show)
+            if claim is None and not retried:  # machine faults of this run: once more
+                search.retry_now()
+                retried = True
+                continue
             if claim is None:
                 break
             checkpoint = out / "checkpoints" / f"{claim.spec.run}.pt"
@@ -165,6 +179,9 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
                     books.append(storage.get_trial(claim.trial_id),
                                  lambda: study.get_trials(deepcopy=False))
             ran += recorded
+            done = recorded and not rerun_row(result.state, result.error)
+            # Its place among the sweep's done points, whichever process ran them.
+            sinks.progress.recorded(result, books.count_done() if done else None)
             views.after_trial(force=result.interrupted)
             if result.interrupted:
                 raise SweepInterrupted

@@ -7,11 +7,14 @@ Python between steps. Nothing here prints, logs or knows about sinks.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from harness import stop
 
 
 @dataclass(frozen=True)
@@ -31,13 +34,15 @@ def train_epoch(
     max_batches: int | None = None,
     log_every: int = 0,
     amp: bool = False,
+    should_stop: Callable[[], bool] = stop.requested,
 ) -> EpochStats:
     """Train one pass over (x, y) in a random order.
 
     The order comes from `generator` (a CPU generator, so the same seed gives the same
     order on every device). Every `log_every` steps the loss is kept on the device; all
     of them are read with the epoch's mean, in one sync. `max_batches` cuts the epoch
-    short for dry runs; `amp` runs the forward pass under bf16 autocast.
+    short for dry runs; `amp` runs the forward pass under bf16 autocast. Once
+    `should_stop()` (Ctrl-C or SIGTERM came) it raises KeyboardInterrupt between batches.
     """
     model.train()
     order = torch.randperm(len(x), generator=generator).to(x.device, non_blocking=True)
@@ -47,6 +52,8 @@ def train_epoch(
     for step, start in enumerate(range(0, len(x), batch_size)):
         if max_batches is not None and step >= max_batches:
             break
+        if should_stop():
+            raise KeyboardInterrupt
         idx = order[start : start + batch_size]
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
             loss = F.cross_entropy(model(x[idx]), y[idx])

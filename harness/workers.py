@@ -9,26 +9,37 @@ import multiprocessing
 import os
 import signal
 import sys
-import time
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from harness import stop
+
 if TYPE_CHECKING:
     from harness.config import Config
 
 # What a child runs: sweep.run_sweep(config, options), handed in by the sweep so that this
-# module never imports the sweep (which imports it). `options` is a sweep.SweepOptions.
-Run = Callable[[Any, Any], object]
+# module never imports the sweep (which imports it). `options` is a sweep.SweepOptions; it
+# returns a sweep.SweepOutcome, whose `ran` the child adds to the shared count.
+Run = Callable[[Any, Any], Any]
 
-JOIN_TIMEOUT_S = 120  # after Ctrl-C, how long a child gets to record its trial
-STOP_GRACE_S = 5  # how long an interrupted parent waits before it interrupts its children
+POLL_S = 0.2  # how often a waiting parent looks whether it was asked to stop
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on: what `taskset`, cgroups and containers allow,
+    which can be far fewer than the machine has (os.cpu_count())."""
+    if hasattr(os, "process_cpu_count"):  # Python 3.13
+        return os.process_cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
 
 
 def threads_per_worker(workers: int) -> int:
-    return max(1, (os.cpu_count() or 1) // workers)
+    return max(1, available_cpus() // workers)
 
 
 def start_method(device: torch.device) -> str:
@@ -39,41 +50,61 @@ def start_method(device: torch.device) -> str:
     return "spawn"
 
 
+@dataclasses.dataclass
+class Children:
+    """The worker processes of one sweep, and the trials they ran between them."""
+
+    processes: list[BaseProcess]
+    ran: Any  # a multiprocessing.Value("i"): trials finished by the children
+
+    def tell_stop(self) -> None:
+        """Ask every child to stop at its next safe point: it records its running trial
+        as interrupted and claims nothing new. SIGTERM only sets a flag, so a child that
+        got the same Ctrl-C or SIGTERM already is not hurried into losing it."""
+        for process in self.processes:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
+
+    def wait(self) -> list[int | None]:
+        """Wait for every child however long its trial takes; once this process is asked
+        to stop (Ctrl-C, SIGTERM), ask them too, then go on waiting for them to save."""
+        told = False
+        while any(process.is_alive() for process in self.processes):
+            if stop.requested() and not told:
+                self.tell_stop()
+                told = True
+            for process in self.processes:
+                process.join(POLL_S)
+        stop.forget(self.pids)
+        return [process.exitcode for process in self.processes]
+
+    @property
+    def pids(self) -> list[int]:
+        return [process.pid for process in self.processes if process.pid is not None]
+
+
 def spawn(run: Run, config: Config, options: Any, children: int, device: torch.device
-          ) -> list[BaseProcess]:
+          ) -> Children:
     """Start `children` worker processes on the sweep that `options.out` holds."""
     context = multiprocessing.get_context(start_method(device))
     child = dataclasses.replace(options, workers=1, fresh=False, child=True)
     threads = threads_per_worker(options.workers)
-    processes = [context.Process(target=_work, args=(run, config, child, threads), daemon=False)
-                 for _ in range(children)]
+    ran = context.Value("i", 0)
+    processes = [context.Process(target=_work, args=(run, config, child, threads, ran),
+                                 daemon=False) for _ in range(children)]
     for process in processes:
         process.start()
-    return processes
+    team = Children(processes, ran)
+    stop.forward(team.pids)
+    return team
 
 
-def stop(processes: list[BaseProcess]) -> None:
-    """The parent stopped early. A Ctrl-C in the terminal reached the children too: give
-    them time to record their trials. Then ask those still running (the parent alone got
-    a SIGTERM, or failed) to stop the same way, and wait for them."""
-    deadline = time.monotonic() + STOP_GRACE_S
-    for process in processes:
-        process.join(max(deadline - time.monotonic(), 0))
-    for process in processes:
-        if process.is_alive() and process.pid is not None:
-            os.kill(process.pid, signal.SIGINT)
-    join(processes)
-
-
-def join(processes: list[BaseProcess]) -> list[int | None]:
-    for process in processes:
-        process.join(JOIN_TIMEOUT_S)
-    return [process.exitcode for process in processes]
-
-
-def _work(run: Run, config: Config, options: Any, threads: int) -> None:
+def _work(run: Run, config: Config, options: Any, threads: int, ran: Any) -> None:
+    stop.install()  # a spawned child starts with Python's own handlers
     torch.set_num_threads(threads)
     try:
-        run(config, options)
+        outcome = run(config, options)
     except KeyboardInterrupt:
         sys.exit(130)
+    with ran.get_lock():
+        ran.value += outcome.ran

@@ -1,11 +1,13 @@
 """The command line as a user runs it: real processes, exit codes, signals."""
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 
 import optuna
 import pandas as pd
@@ -123,32 +125,38 @@ def slow_config(write_config):
     return str(write_config(raw))
 
 
-def start_sweep(tmp_path, config):
-    process = subprocess.Popen(
-        [sys.executable, "-m", "harness", "sweep", config, "--out", "r", "--quiet"],
+def launch(tmp_path, config, *flags):
+    """`sweep CONFIG --out r --quiet FLAGS` in its own process group, as a shell runs it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness", "sweep", config, "--out", "r", "--quiet", *flags],
         cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def start_sweep(tmp_path, config, *flags, running=1):
+    """Launch a sweep and wait until `running` trials, the second one among them, run."""
+    process = launch(tmp_path, config, *flags)
     deadline = time.monotonic() + 120
-    while not second_trial_running(tmp_path / "r" / "study.db"):
+    while not second_trial_running(tmp_path / "r" / "study.db", running):
         assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
         time.sleep(0.05)
     time.sleep(0.3)  # well inside the second trial, which trains for about a second
     return process
 
 
-def second_trial_running(db):
+def second_trial_running(db, running=1):
     """Read from Optuna's SQLite tables, as any client may while the sweep writes."""
     if not db.exists():
         return False
     connection = sqlite3.connect(db, timeout=10)
     try:
-        row = connection.execute("SELECT COUNT(*) FROM trials WHERE number >= 1 AND "
+        row = connection.execute("SELECT COUNT(*), MAX(number) FROM trials WHERE "
                                  "state = 'RUNNING'").fetchone()
     except sqlite3.OperationalError:  # the tables are not created yet
         return False
     finally:
         connection.close()
-    return row[0] > 0
+    return row[0] >= running and row[1] >= 1
 
 
 def final_trials(tmp_path):
@@ -186,6 +194,45 @@ def test_ctrl_c_saves_exits_130_and_the_rerun_completes(tmp_path, write_config):
     assert len(counts) == len(set(counts)) and counts[-1] == "[4/4"
 
 
+@pytest.mark.parametrize("moment", [0.5, 1.5, "mid-trial"])
+def test_sigterm_to_the_process_group_at_any_moment_exits_130_and_resume_completes(
+        tmp_path, write_config, moment):
+    # Start-up (torch loading, the data, the study) and the middle of a trial. The
+    # handler only sets a flag; the sweep stops at its next safe point, so no signal is
+    # lost inside a callback that swallows exceptions, and none kills it silently (143).
+    config = slow_config(write_config)
+    if moment == "mid-trial":
+        process = start_sweep(tmp_path, config)
+    else:
+        process = launch(tmp_path, config)
+        time.sleep(moment)
+    os.killpg(process.pid, signal.SIGTERM)
+    assert process.wait(timeout=60) == 130, process.stderr.read()
+    assert "harness: interrupted; finished trials are saved" in process.stderr.read()
+    result = run_cli("sweep", config, "--out", "r", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    final_trials(tmp_path)
+
+
+def test_sigterm_to_the_parent_alone_stops_its_workers_at_once(tmp_path, write_config):
+    config = slow_config(write_config)
+    process = start_sweep(tmp_path, config, "--workers", "2", running=2)
+    sent = datetime.now()
+    process.send_signal(signal.SIGTERM)  # the parent only, as `kill PID` does
+    assert process.wait(timeout=60) == 130, process.stderr.read()
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/r/study.db")
+    # The child stopped with its parent: it claimed nothing after the signal and left
+    # no trial RUNNING; each process recorded the trial it was running.
+    assert [t.number for t in study.trials
+            if t.datetime_start > sent + timedelta(seconds=0.5)] == []
+    assert all(t.state != optuna.trial.TrialState.RUNNING for t in study.trials)
+    errors = [t.user_attrs.get("error") for t in study.trials]
+    assert 1 <= errors.count("interrupted") <= 2
+    result = run_cli("sweep", config, "--out", "r", "--workers", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    final_trials(tmp_path)
+
+
 def test_summary_prints_the_layers_and_totals(tmp_path):
     result = run_cli("summary", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -206,6 +253,10 @@ def test_two_workers_share_a_grid_and_run_every_point_once(tmp_path, write_confi
     assert result.returncode == 0, result.stderr
     trials = pd.read_csv(tmp_path / "r" / "trials.csv")
     assert len(trials) == 12 and (trials.state == "COMPLETE").all() and trials.run.is_unique
+    # Progress counts every process's trials: each number once, and all of them ran.
+    counts = [int(m[1]) for m in re.finditer(r"^\[\s*(\d+)/12\]", result.stderr, re.M)]
+    assert sorted(counts) == list(range(1, 13)), result.stderr
+    assert "(ran 12)" in result.stdout
     assert_self_contained(tmp_path / "r", 12)
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/r/study.db")
     assert len(study.trials) == 12  # no point was run twice

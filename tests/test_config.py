@@ -429,3 +429,21 @@ def test_a_validation_metric_without_a_split_does_not_hide_other_problems():
                        search={"space": {"lr": [0.1]}})
     lines = problems_of(raw)
     assert [line.split(":")[0] for line in lines] == ["objective.metric", "train.batch_size"]
+
+
+def test_momentum_searched_with_an_optimizer_that_ignores_it_is_refused():
+    # adam would run once per momentum value with identical results: duplicate trials.
+    def space(**values):
+        return small_config(search={"space": {"lr": [0.01], **values}})
+    message = error_of(space(optimizer=["sgd", "adam", "rmsprop"], momentum=[0.0, 0.9]))
+    assert message == (
+        "search.space.momentum: only sgd uses momentum, but search.space.optimizer has "
+        "adam, rmsprop, which would run the same trial once per momentum value; search "
+        "momentum in a sweep of its own with optimizer: [sgd], or give momentum one value")
+    alone = small_config(train={"optimizer": "adamw"},
+                         search={"method": "optuna", "space": {"momentum": {
+                             "low": 0.5, "high": 0.9}}})
+    assert "but train.optimizer is adamw" in error_of(alone)
+    # What makes no duplicates is accepted: sgd alone, or one momentum value for all.
+    parse_config(space(optimizer=["sgd"], momentum=[0.0, 0.9]))
+    parse_config(space(optimizer=["sgd", "adam"], momentum=[0.5]))

@@ -10,6 +10,7 @@ import string
 import optuna
 import pandas as pd
 import pytest
+import sqlalchemy.exc
 import torch
 import yaml
 from conftest import fill, run_cli, small_config, write_idx
@@ -45,25 +46,59 @@ def test_an_unwritable_results_path_is_bad_input(tmp_path, write_config):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_out_of_memory_inside_a_trial_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
+def test_out_of_memory_is_retryable_runs_once_more_at_the_end_and_again_on_resume(
+        tmp_path, monkeypatch):
     import harness.trainers.single
     from harness.config import parse_config
     from harness.sweep import SweepOptions, run_sweep
 
-    real = harness.trainers.single.train_epoch
+    real, attempts = harness.trainers.single.train_epoch, []
 
     def oom_for_large_batches(model, optimizer, x, y, batch_size, *args):
         if batch_size == 64:
+            attempts.append(len(attempts))
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         return real(model, optimizer, x, y, batch_size, *args)
 
     monkeypatch.setattr(harness.trainers.single, "train_epoch", oom_for_large_batches)
-    raw = small_config(search={"space": {"batch_size": [32, 64], "optimizer": ["sgd"]}})
-    trials = run_sweep(parse_config(raw), SweepOptions(out=tmp_path, progress=False)).trials
-    by_batch = trials.set_index("batch_size")
+    raw = small_config(search={"space": {"batch_size": [64, 32], "optimizer": ["sgd"]}})
+    options = SweepOptions(out=tmp_path, progress=False)
+    outcome = run_sweep(parse_config(raw), options)
+    by_batch = outcome.trials.set_index("batch_size")
     assert by_batch.loc[32, "state"] == "COMPLETE"
     assert by_batch.loc[64, "state"] == "FAIL"
-    assert by_batch.loc[64, "error"].startswith("OutOfMemoryError: CUDA out of memory")
+    assert by_batch.loc[64, "error"] == ("retryable: OutOfMemoryError: CUDA out of memory. "
+                                         "Tried to allocate 20.00 GiB")
+    # First in the grid, it ran first, then once more after the rest: no endless retry.
+    assert len(attempts) == 2 and outcome.ran == 3
+    # The memory is free again: the same command runs that point, and only that one.
+    monkeypatch.setattr(harness.trial, "train_epoch", real)
+    again = run_sweep(parse_config(raw), options)
+    assert again.ran == 1 and (again.trials.state == "COMPLETE").all()
+
+
+@pytest.mark.parametrize(("fault", "retry"), [
+    (torch.OutOfMemoryError("CUDA out of memory"), True),
+    (MemoryError(), True),
+    (RuntimeError("CUDA error: an illegal memory access was encountered"), True),
+    (OSError(errno.ENOSPC, "No space left on device"), True),
+    (ConnectionResetError("connection reset by peer"), True),
+    (sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed the "
+                                                                  "connection")), True),
+    (ValueError("Invalid learning rate: -1"), False),
+    (RuntimeError("mat1 and mat2 shapes cannot be multiplied"), False),
+    (ZeroDivisionError("division by zero"), False),
+])
+def test_faults_of_the_machine_are_retryable_faults_of_the_trial_are_results(fault, retry):
+    from harness.errors import retryable
+
+    assert (retryable(fault) is not None) == retry
+    wrapped = optuna.exceptions.StorageInternalError("An exception is raised during the "
+                                                     "commit.")
+    wrapped.__cause__ = fault  # as Optuna raises a lost connection: the cause is read
+    assert (retryable(wrapped) is not None) == retry
+    if retry:
+        assert retryable(wrapped).startswith(f"retryable: {type(fault).__name__}")
 
 
 def test_nan_in_the_first_step_fails_the_trial_as_diverged():

@@ -1,5 +1,6 @@
 """TensorBoard as a user sees it: the real server's HTTP API and its event loader."""
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -35,25 +36,34 @@ def sweep_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(sweep_dir):
+    with tensorboard(sweep_dir / "tb") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def tensorboard(logdir):
+    """A real TensorBoard server reading `logdir`; yields its URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(sweep_dir / "tb"),
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir),
          "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url + "/data/runs", timeout=2)
-            break
-        except OSError:
-            assert process.poll() is None and time.monotonic() < deadline
-            time.sleep(0.5)
-    yield url
-    process.terminate()
-    process.wait()
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(url + "/data/runs", timeout=2)
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        process.wait()
 
 
 def get(url, body=None):
@@ -193,6 +203,25 @@ def test_an_interrupted_trial_rerun_replaces_its_curves(tmp_path, monkeypatch):
     logged = [(e.step, e.value) for e in events.Scalars("test/accuracy")]
     assert [step for step, _ in logged] == history.epoch.tolist() == [1, 2]
     assert [value for _, value in logged] == pytest.approx(history.test_acc.tolist())
+
+
+def test_a_rerun_trial_is_a_success_in_the_hparams_table_as_in_trials_csv(
+        tmp_path, monkeypatch):
+    from harness.sweep import SweepInterrupted
+
+    raw = small_config(search={"space": {"lr": [0.02, 0.05], "optimizer": ["sgd"]}},
+                       logging={"tensorboard": True, "visdom": False})
+    interrupt_epoch(monkeypatch, at=2)  # the first trial, in its second epoch
+    options = SweepOptions(out=tmp_path, progress=False)
+    with pytest.raises(SweepInterrupted):
+        run_sweep(parse_config(raw), options)
+    run_sweep(parse_config(raw), options)
+    trials = pd.read_csv(tmp_path / "trials.csv")
+    assert (trials.state == "COMPLETE").all() and len(trials) == 2
+    with tensorboard(tmp_path / "tb") as url:
+        groups = session_groups(url)
+    statuses = {s["name"]: s["status"] for g in groups for s in g["sessions"]}
+    assert statuses == {run: "STATUS_SUCCESS" for run in trials.run}
 
 
 def test_prediction_grid_puts_misclassified_digits_first():

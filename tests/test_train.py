@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from harness.config import DataConfig
@@ -50,3 +51,19 @@ def test_evaluate_counts_correct_predictions_across_batches():
     loss, acc = evaluate(Fixed(), torch.zeros(7, 1, 28, 28), y, batch_size=3)
     assert acc == 5 / 7
     assert loss > 0
+
+
+def test_a_stop_request_ends_the_epoch_between_two_batches():
+    x, y = torch.randn(100, 1, 28, 28), torch.randint(0, 10, (100,))
+    model = LeNet()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    asked, steps, step = [], [], optimizer.step
+    optimizer.step = lambda: steps.append(step())
+
+    def after_two_batches() -> bool:  # as a Ctrl-C during the second batch
+        asked.append(1)
+        return len(asked) > 2
+
+    with pytest.raises(KeyboardInterrupt):
+        train_epoch(model, optimizer, x, y, 32, torch.Generator(), should_stop=after_two_batches)
+    assert len(asked) == 3 and len(steps) == 2  # asked before each batch; two ran

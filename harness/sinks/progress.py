@@ -34,19 +34,22 @@ class ProgressSink:
             self.bar.set_postfix({"epoch": step, self.metric: f"{metrics[self.metric]:.4f}"})
 
     def finish(self, result: TrialResult) -> None:
-        # The study has not recorded this result yet: it is the next one done.
-        done = self.count() + 1
-        self.bar.update(done - self.bar.n)
+        """Nothing yet: the line waits until the study has the result (`recorded`)."""
+
+    def recorded(self, result: TrialResult, position: int | None) -> None:
+        """`result` is in the study; `position` is its place among the sweep's done
+        trials, whichever process ran them (None: not done, its point runs again)."""
+        self.bar.update(self.count() - self.bar.n)
         if self.lines:
-            tqdm.write(format_result(result, done, self.total), file=sys.stderr)
+            tqdm.write(format_result(result, position, self.total), file=sys.stderr)
 
     def close(self) -> None:
         self.bar.close()
 
 
-def format_result(result: TrialResult, done: int, total: int) -> str:
-    """One line: position, run, state, the objective at the best epoch and that epoch's
-    test accuracy, time, reason."""
+def format_result(result: TrialResult, done: int | None, total: int) -> str:
+    """One line: position (`-` for a trial whose point runs again), run, state, the
+    objective at the best epoch and that epoch's test accuracy, time, reason."""
     width = len(str(total))
     metric, best = result.metric, result.best
     if not best:
@@ -55,5 +58,6 @@ def format_result(result: TrialResult, done: int, total: int) -> str:
         test = "" if metric == "test_acc" else f" test_acc {best['test_acc']:.4f}"
         score = f"{metric} {best[metric]:.4f}{test} (epoch {result.best_epoch})"
     reason = f"  {result.error}" if result.error else ""
-    return (f"[{done:>{width}}/{total}] {result.spec.run:<30} {result.state:<8} "
+    position = "-" if done is None else done
+    return (f"[{position:>{width}}/{total}] {result.spec.run:<30} {result.state:<8} "
             f"{score}  {result.duration_s:.1f}s{reason}")

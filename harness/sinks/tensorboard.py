@@ -80,9 +80,8 @@ class TensorBoardSink:
 
     def start(self, spec: TrialSpec, model: nn.Module) -> None:
         path = self.root / spec.run
-        # A rerun of an interrupted trial replaces its earlier events rather than
-        # appending a second curve: purge_step hides everything from step 0 on.
-        self.writer = SummaryWriter(str(path), purge_step=0 if path.exists() else None)
+        retire(path)
+        self.writer = SummaryWriter(str(path))
         self.model, self.spec = model, spec
         group = spec.run.rsplit("-s", 1)[0]  # the configuration, shared by its seeds
         self.writer.file_writer.add_summary(session_start(trial_hparams(spec, self.config),
@@ -126,6 +125,16 @@ class TensorBoardSink:
         writer, self.writer, self.model = self.writer, None, None
         if writer is not None:
             writer.close()
+
+
+def retire(run: Path) -> None:
+    """A rerun (its first attempt interrupted, or cut off by a fault of the machine)
+    starts its run afresh: the earlier attempt's event files go. Hiding their steps is
+    not enough: TensorBoard's HParams table takes the session status of the first event
+    file it reads, and would call the rerun failed while trials.csv says COMPLETE. A
+    TensorBoard already running keeps what it read until it is restarted."""
+    for events in run.glob("events.out.tfevents.*"):
+        events.unlink(missing_ok=True)
 
 
 def quiet_writer_threads() -> None:
