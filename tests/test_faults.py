@@ -72,7 +72,7 @@ def test_out_of_memory_is_retryable_runs_once_more_at_the_end_and_again_on_resum
     # First in the grid, it ran first, then once more after the rest: no endless retry.
     assert len(attempts) == 2 and outcome.ran == 3
     # The memory is free again: the same command runs that point, and only that one.
-    monkeypatch.setattr(harness.trial, "train_epoch", real)
+    monkeypatch.setattr(harness.trainers.single, "train_epoch", real)
     again = run_sweep(parse_config(raw), options)
     assert again.ran == 1 and (again.trials.state == "COMPLETE").all()
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from conftest import small_config
 
-import harness.trial
+import harness.trainers.single
 from harness import stop, workers
 from harness.config import parse_config
 from harness.sweep import SweepOptions, run_sweep
@@ -58,14 +58,14 @@ def test_a_spawned_worker_turns_sigterm_into_a_stop_at_a_safe_point():
 
 def test_the_parent_waits_for_every_worker_however_long_its_trial_and_counts_all(
         tmp_path, monkeypatch):
-    parent, real = os.getpid(), harness.trial.train_epoch
+    parent, real = os.getpid(), harness.trainers.single.train_epoch
 
     def slow_in_children(*args, **kwargs):
         if os.getpid() != parent:
             time.sleep(1.5)  # the child's trial outlasts the parent's whole share
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(harness.trial, "train_epoch", slow_in_children)
+    monkeypatch.setattr(harness.trainers.single, "train_epoch", slow_in_children)
     # Formerly the parent gave its children a fixed time (120 s), then wrote the final
     # tables without their trials; shortened here, it must not matter.
     monkeypatch.setattr(workers, "JOIN_TIMEOUT_S", 0.5, raising=False)
