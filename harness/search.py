@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial, TrialState
 
-from harness.config import Config, Range
+from harness.config import POPULATION_OFF, Config, Range
 from harness.hyperparams import BY_NAME, NAMES, run_name
 from harness.owner import heartbeats_on, is_dead_here, this_process
 from harness.types import INTERRUPTED, RETRYABLE, TrialSpec
@@ -70,7 +71,10 @@ def make_sampler(config: Config, n_existing: int) -> optuna.samplers.BaseSampler
     # Offset by the trials so far: a resumed sweep must not replay the same random draws.
     seed = config.train.seed + n_existing
     if config.search.method == "optuna" and config.search.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
+        # Trials trained together are sampled before any of them reports: the liar keeps
+        # TPE from proposing the same region for all of them.
+        return optuna.samplers.TPESampler(
+            seed=seed, constant_liar=config.train.population != POPULATION_OFF)
     return optuna.samplers.RandomSampler(seed=seed)
 
 
@@ -98,13 +102,14 @@ class Search:
         self.study_id = storage.get_study_id_from_name(study.study_name)
         self.owner = this_process()
 
-    def claim(self) -> Claim | None:
-        """The next point to run as a started trial, or None when nothing is left."""
+    def claim(self, fits: Callable[[dict[str, Any]], bool] | None = None) -> Claim | None:
+        """The next point to run as a started trial, or None when nothing is left.
+        `fits` (grid only): skip points whose full params it refuses."""
         self._retire_dead()
         trials = self.study.get_trials(deepcopy=False)
         waiting = any(t.state == TrialState.WAITING for t in trials)
         if not waiting:
-            point = self._next_point(trials)
+            point = self._next_point(trials, fits)
             if point is None:
                 return None
             if point.key:
@@ -132,13 +137,15 @@ class Search:
         return {"point": point.key, "index": point.index, "seed": point.seed, "run": run,
                 "owner": self.owner if owner is None else owner}
 
-    def _next_point(self, trials: list[FrozenTrial]) -> Point | None:
+    def _next_point(self, trials: list[FrozenTrial],
+                    fits: Callable[[dict[str, Any]], bool] | None = None) -> Point | None:
         """A point that has never run or was interrupted; for the optuna method, a new
         point (empty key) while fewer than n_trials configurations exist."""
         latest = latest_attempts(trials)
         if self.config.search.method == "grid":
             for point in grid_points(self.config):
-                if point.key not in latest or needs_rerun(latest[point.key]):
+                if (point.key not in latest or needs_rerun(latest[point.key])) and (
+                        fits is None or fits(self._full(point.params))):
                     return point
             return None
         for trial in latest.values():

@@ -36,19 +36,18 @@ from harness.config import (
 from harness.data import Dataset, load_dataset
 from harness.device import resolve_device, setup_device
 from harness.files import atomic_write_csv, atomic_write_text, file_lock
+from harness.groups import claim_group, population_size, run_claims
 from harness.importance import importance
 from harness.locks import claim_lock
 from harness.models import build_model, example_input, model_summary, summary_totals
-from harness.owner import heartbeat
 from harness.results import finished_trials, write_results, write_tables
 from harness.search import Search, needs_rerun, total_points
 from harness.sinks.base import Sink
-from harness.sinks.guard import guarded
+from harness.sinks.guard import Guarded, Switch
 from harness.sinks.progress import ProgressSink
 from harness.sinks.tensorboard import TensorBoardSink, write_experiment
 from harness.sinks.visdom import VisdomSink, parse_url
 from harness.storage import check_resumable, discard, open_storage, open_study, prepare_out
-from harness.trial import run_trial
 from harness.types import Training, TrialResult
 
 DRY_RUN_BATCHES = 2  # a dry run trains this many batches of one epoch per trial
@@ -70,6 +69,7 @@ class SweepOptions:
     visdom: str | None = None  # "off", or a server URL overriding logging.visdom
     workers: int = 1  # processes pulling points from the study (this one included)
     child: bool = False  # a --workers child: no bar (only trial lines), no final tables
+    population: int | str | None = None  # overrides train.population: auto, off or N
 
 
 @dataclass
@@ -136,28 +136,31 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
     training = training_settings(config, max_batches)
     sinks = _Sinks(config, out, data, options, study)
     maximize = config.objective.direction == "maximize"
+    size = population_size(options.population or config.train.population, data.device)
     ran, tables_due = 0, 0.0
     try:
         while True:
             with claim_lock(storage, config.name, out):
-                claim = search.claim()
-            if claim is None:
+                claims = claim_group(search, size, config.search.method == "grid")
+            if not claims:
                 break
-            checkpoint = out / "checkpoints" / f"{claim.spec.run}.pt"
-            with heartbeat(storage, claim.trial_id):
-                result = run_trial(claim.spec, training, data, sinks.all, checkpoint,
-                                   _pruning(claim.trial, config))
-            _record(study, claim.trial, result, data)
-            ran += 1
+            results = []
+            for claim, result in run_claims(claims, training, data, storage, sinks.for_trial,
+                                            out / "checkpoints",
+                                            lambda trial: _pruning(trial, config)):
+                _record(study, claim.trial, result, data)
+                results.append(result)
+                ran += 1
             table = write_results(out, study.get_trials(deepcopy=False), model)
             if time.monotonic() >= tables_due:
                 write_tables(out, table, maximize, config.name)
                 tables_due = time.monotonic() + TABLES_EVERY_S
             sinks.refresh(table, maximize)
-            if result.interrupted:
+            if any(result.interrupted for result in results):
                 raise SweepInterrupted
-            if result.stop is not None:
-                raise result.stop
+            for result in results:
+                if result.stop is not None:
+                    raise result.stop
     finally:
         sinks.close()
     table = write_results(out, study.get_trials(deepcopy=False), model)
@@ -185,7 +188,9 @@ def training_settings(config: Config, max_batches: int | None = None) -> Trainin
 
 
 class _Sinks:
-    """The progress bar, TensorBoard and Visdom of one process's trials."""
+    """The progress bar, TensorBoard and Visdom of one process's trials: one bar and one
+    Visdom connection for all, a TensorBoard run and a Visdom trace per trial. A kind
+    that fails once is off for every trial after (one switch per kind)."""
 
     def __init__(self, config: Config, out: Path, data: Dataset, options: SweepOptions,
                  study: optuna.Study) -> None:
@@ -196,14 +201,21 @@ class _Sinks:
         self.progress = ProgressSink(total_points(config), done, lines=options.progress,
                                      bar=options.progress and not options.child,
                                      metric=config.objective.metric)
-        self.all: list[Sink] = [self.progress]
-        if config.logging.tensorboard is not None:
-            examples = (data.x_test[:EXAMPLES], data.y_test[:EXAMPLES])
-            self.all.append(TensorBoardSink(out / "tb", config, examples))
+        self.bar = Guarded(self.progress)
+        self.config, self.tb = config, out / "tb"
+        self.examples = (data.x_test[:EXAMPLES], data.y_test[:EXAMPLES])
         self.live = _visdom(config, options, out)
+        self.switches = {"tensorboard": Switch(), "visdom": Switch()}
+
+    def for_trial(self) -> list[Sink]:
+        """The sinks of one trial."""
+        sinks: list[Sink] = [self.bar]
+        if self.config.logging.tensorboard is not None:
+            sinks.append(Guarded(TensorBoardSink(self.tb, self.config, self.examples),
+                                 self.switches["tensorboard"]))
         if self.live is not None:
-            self.all.append(self.live)
-        self.all = guarded(self.all)
+            sinks.append(Guarded(self.live.trace(), self.switches["visdom"], "visdom"))
+        return sinks
 
     def refresh(self, table: pd.DataFrame, maximize: bool) -> None:
         if self.live is not None:
