@@ -429,3 +429,28 @@ def test_a_validation_metric_without_a_split_does_not_hide_other_problems():
                        search={"space": {"lr": [0.1]}})
     lines = problems_of(raw)
     assert [line.split(":")[0] for line in lines] == ["objective.metric", "train.batch_size"]
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("auto", "auto"), ("off", "off"), (False, "off"), (1, 1), (32, 32)])
+def test_train_population_is_auto_off_or_a_count(value, expected):
+    config = parse_config({"name": "x", "train": {"population": value}})
+    assert config.train.population == expected
+    assert parse_config(yaml.safe_load(dump_config(config))) == config
+
+
+def test_train_population_defaults_to_auto_and_does_not_decide_the_results():
+    from harness.config import identity
+
+    assert parse_config({"name": "x"}).train.population == "auto"
+    assert identity(parse_config({"name": "x", "train": {"population": 4}})) == identity(
+        parse_config({"name": "x"}))
+
+
+@pytest.mark.parametrize("value", [0, -1, True, "many", 2.5, None])
+def test_a_bad_train_population_is_one_line(value):
+    with pytest.raises(ConfigError) as err:
+        parse_config({"name": "x", "train": {"population": value}})
+    assert err.value.lines == [
+        f"train.population: {value!r} is not valid; use auto, off or the number of trials "
+        "to train together (an integer >= 1)"]
