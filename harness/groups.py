@@ -76,17 +76,17 @@ def run_claims(claims: Sequence[Claim], training: Training, data: Dataset,
     interrupted or hit a full disk, the groups not run come back interrupted: their
     points run again on resume."""
     halted = False
-    for group in by_key(claims):
-        if halted:
-            yield from ((claim, TrialResult(claim.spec, "FAIL", error=INTERRUPTED,
-                                            metric=training.metric)) for claim in group)
-            continue
-        with ExitStack() as stack:
-            for claim in group:
-                stack.enter_context(heartbeat(storage, claim.trial_id))
+    with ExitStack() as beats:  # every claim is alive until its result is yielded
+        for claim in claims:
+            beats.enter_context(heartbeat(storage, claim.trial_id))
+        for group in by_key(claims):
+            if halted:
+                yield from ((claim, TrialResult(claim.spec, "FAIL", error=INTERRUPTED,
+                                                metric=training.metric)) for claim in group)
+                continue
             results = _run_group(group, training, data, sinks, checkpoints, pruning)
-        yield from zip(group, results, strict=True)
-        halted = any(r.interrupted or r.stop is not None for r in results)
+            yield from zip(group, results, strict=True)
+            halted = any(r.interrupted or r.stop is not None for r in results)
 
 
 def _run_group(group: list[Claim], training: Training, data: Dataset,
