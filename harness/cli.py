@@ -4,6 +4,7 @@
     python -m harness sweep grid.yaml                        # the same as experiments/grid.yaml
     python -m harness sweep experiments/grid.yaml --device cuda --out results/run2
     python -m harness sweep experiments/grid.yaml --dry-run  # every point, two batches
+    python -m harness sweep experiments/grid.yaml --population 32  # 32 trials at once (GPU)
     python -m harness summary experiments/grid.yaml          # per-layer model summary
     python -m harness compare results/run-a results/run-b    # each directory its own sweep
     python -m harness report results/quickstart              # results/quickstart/report.html
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from harness import stop
-from harness.config import Config, load_config
+from harness.config import Config, load_config, parse_population
 from harness.errors import ConfigError, DatabaseFull, DataError, no_space
 from harness.hyperparams import LR
 
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "batches in memory; files go to --out only when it is given")
     sweep.add_argument("--visdom", metavar="URL|off", help="Visdom server for the live "
                        "view, e.g. http://localhost:8097, or off (overrides logging.visdom)")
+    sweep.add_argument("--population", metavar="N|auto|off", help="the most trials trained "
+                       "together as one model (overrides train.population; auto: 32 on "
+                       "CUDA, off on the CPU)")
     sweep.add_argument("--quiet", action="store_true", help="no progress output")
     sweep.set_defaults(func=_sweep)
     visdom = commands.add_parser("visdom", help="start a local Visdom server (127.0.0.1)")
@@ -144,6 +148,8 @@ def _sweep(args: argparse.Namespace) -> int:
     config = load_config(find_config(args.config))  # bad input is answered before torch loads
     if args.workers < 1:
         raise ConfigError(f"--workers: {args.workers} is too small; use 1 or more")
+    population = None if args.population is None else parse_population(args.population,
+                                                                         "--population")
     import pandas as pd
 
     from harness.storage import check_fresh
@@ -153,7 +159,8 @@ def _sweep(args: argparse.Namespace) -> int:
     check_fresh(args.fresh, args.storage, config.name)
     options = SweepOptions(out=args.out, storage=args.storage, device=args.device,
                            fresh=args.fresh is not None, dry_run=args.dry_run,
-                           progress=not args.quiet, visdom=args.visdom, workers=args.workers)
+                           progress=not args.quiet, visdom=args.visdom, workers=args.workers,
+                           population=population)
     args.database = args.storage or (args.out or Path("results") / config.name) / "study.db"
     outcome = run_sweep(config, options)
     stop.check()  # asked to stop while the last files were written: say so

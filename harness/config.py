@@ -48,6 +48,7 @@ METRICS = {"val_acc": "maximize", "val_loss": "minimize", "test_acc": "maximize"
            "test_loss": "minimize", "train_loss": "minimize"}
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 TRAIN_SAMPLES = {"mnist": 60_000, "mnist-5k": 4_000, "synthetic": 2_000}  # full training sets
+POPULATION_AUTO, POPULATION_OFF = "auto", "off"  # train.population's words besides a number
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,9 @@ class TrainConfig:
     amp: bool = False  # bf16 autocast (fast on recent GPUs; changes the numbers slightly)
     channels_last: bool = False  # NHWC memory layout for the convolutions (GPU)
     diverge_above: float = DIVERGE_ABOVE  # a mean epoch train loss above it (or nan): diverged
+    # auto | off | N: the most trials trained together as one fused model (a YAML bare
+    # off reads as false); auto is off on the CPU (harness.groups.population_size)
+    population: Any = POPULATION_AUTO
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,7 @@ def identity(config: Config) -> dict[str, Any]:
     out = to_dict(config)
     out.pop("logging")
     out["train"].pop("device")
+    out["train"].pop("population")  # how trials are scheduled, not what they compute
     return out
 
 
@@ -250,6 +255,7 @@ def _check(config: Config, problems: Problems) -> None:
               f"train.{h.name}")
     check("train.diverge_above", _valid, config.train.diverge_above, lambda v: v > 0,
           "a number > 0", "train.diverge_above")
+    check("train.population", parse_population, config.train.population, "train.population")
     check("data.val_fraction", _check_fraction, config.data.val_fraction)
     if not problems.failed("data.val_fraction"):
         check("objective.metric", _check_validation, config.data.val_fraction,
@@ -265,6 +271,20 @@ def _check(config: Config, problems: Problems) -> None:
 def _valid(value: Any, test: Any, valid: str, path: str) -> None:
     if not test(value):
         raise invalid(value, valid, path)
+
+
+def parse_population(value: Any, path: str) -> int | str:
+    """auto, off (or YAML's false), or a number of trials >= 1, as the sweep reads it."""
+    if value is False or value == POPULATION_OFF:
+        return POPULATION_OFF
+    if value == POPULATION_AUTO:
+        return POPULATION_AUTO
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise ConfigError(f"{path}: {show(value)} is not valid; use auto, off or the number "
+                      "of trials to train together (an integer >= 1)")
 
 
 def _check_fraction(fraction: float) -> None:
@@ -335,8 +355,9 @@ def _resolve(config: Config) -> Config:
     """Fill the defaults that depend on other fields, so config.yaml shows what ran."""
     seeds = config.search.seeds or (config.train.seed,)
     direction = config.objective.direction or METRICS[config.objective.metric]
+    population = parse_population(config.train.population, "train.population")
     return dataclasses.replace(
-        config,
+        config, train=dataclasses.replace(config.train, population=population),
         search=dataclasses.replace(config.search, seeds=seeds),
         objective=dataclasses.replace(config.objective, direction=direction),
     )

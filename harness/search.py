@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -111,13 +112,14 @@ class Search:
         # those from earlier runs at once, this run's once more when nothing else is left.
         self.retry_before = datetime.now()
 
-    def claim(self) -> Claim | None:
-        """The next point to run as a started trial, or None when nothing is left."""
+    def claim(self, fits: Callable[[dict[str, Any]], bool] | None = None) -> Claim | None:
+        """The next point to run as a started trial, or None when nothing is left.
+        `fits` (grid only): skip points whose full params it refuses."""
         self._retire_dead()
         trials = self.study.get_trials(deepcopy=False)
         waiting = any(t.state == TrialState.WAITING for t in trials)
         if not waiting:
-            point = self._next_point(trials)
+            point = self._next_point(trials, fits)
             if point is None:
                 return None
             if point.key:
@@ -162,13 +164,15 @@ class Search:
         return {"owner": self.owner if owner is None else owner, "index": point.index,
                 "seed": point.seed, "run": run, "point": point.key}
 
-    def _next_point(self, trials: list[FrozenTrial]) -> Point | None:
+    def _next_point(self, trials: list[FrozenTrial],
+                    fits: Callable[[dict[str, Any]], bool] | None = None) -> Point | None:
         """A point that has never run or was interrupted; for the optuna method, a new
         point (empty key) while fewer than n_trials configurations exist."""
         latest = latest_attempts(trials)
         if self.config.search.method == "grid":
             for point in grid_points(self.config):
-                if point.key not in latest or self._due(latest[point.key]):
+                if (point.key not in latest or self._due(latest[point.key])) and (
+                        fits is None or fits(self._full(point.params))):
                     return point
             return None
         for trial in latest.values():

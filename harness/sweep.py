@@ -44,18 +44,18 @@ from harness.data import Dataset, load_dataset
 from harness.device import resolve_device, setup_device
 from harness.errors import warn
 from harness.files import atomic_write_csv, atomic_write_text, file_lock
-from harness.locks import next_claim
+from harness.groups import more_claims, population_size, run_claims
+from harness.locks import claim_lock, next_claim
 from harness.models import build_model, example_input, model_summary, summary_totals
-from harness.owner import Lease, heartbeat
+from harness.owner import Lease
 from harness.results import rerun_row
 from harness.search import Claim, Search, total_points
 from harness.sinks.base import Sink
-from harness.sinks.guard import guarded
+from harness.sinks.guard import Guarded, Switch
 from harness.sinks.progress import ProgressSink
 from harness.sinks.tensorboard import TensorBoardSink, write_experiment
 from harness.sinks.visdom import VisdomSink, parse_url
 from harness.storage import check_resumable, discard, open_storage, open_study, prepare_out
-from harness.trial import run_trial
 from harness.types import INTERRUPTED, Training, TrialResult
 
 DRY_RUN_BATCHES = 2  # a dry run trains this many batches of one epoch per trial
@@ -76,6 +76,7 @@ class SweepOptions:
     visdom: str | None = None  # "off", or a server URL overriding logging.visdom
     workers: int = 1  # processes pulling points from the study (this one included)
     child: bool = False  # a --workers child: no bar (only trial lines), no final tables
+    population: int | str | None = None  # overrides train.population: auto, off or N
 
 
 @dataclass
@@ -156,6 +157,7 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
     maximize = config.objective.maximize
     views = Views(out, books, study, config.name, maximize, sinks.refresh)
     show = options.progress and not options.child
+    size = population_size(options.population or config.train.population, data.device)
     ran, retried = 0, False
     try:
         while True:
@@ -167,26 +169,24 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
                 continue
             if claim is None:
                 break
-            checkpoint = out / "checkpoints" / f"{claim.spec.run}.pt"
-            with heartbeat(storage, claim.trial_id) as lease:
-                result = run_trial(claim.spec, training, data, sinks.all, checkpoint,
-                                   _pruning(claim.trial, config, lease))
-            # Told and appended as one: beside other processes' rebuilds, and whole
-            # even if Ctrl-C comes (it arrives once the trial is recorded).
-            with signals_held(), books.locked():
-                recorded = _record(study, claim, result, data, lease, options.progress)
-                if recorded:
-                    books.append(storage.get_trial(claim.trial_id),
-                                 lambda: study.get_trials(deepcopy=False))
-            ran += recorded
-            done = recorded and not rerun_row(result.state, result.error)
-            # Its place among the sweep's done points, whichever process ran them.
-            sinks.progress.recorded(result, books.count_done() if done else None)
-            views.after_trial(force=result.interrupted)
-            if result.interrupted:
+            claims = [claim]
+            if size > 1:
+                with claim_lock(storage, config.name, out):
+                    claims += more_claims(search, claim, size - 1,
+                                          config.search.method == "grid")
+            results = []
+            for claim, result, lease in run_claims(
+                    claims, training, data, storage, sinks.for_trial, out / "checkpoints",
+                    lambda trial, lease: _pruning(trial, config, lease)):
+                ran += _book(study, storage, claim, result, data, lease, books, sinks,
+                             options)
+                results.append(result)
+            views.after_trial(force=any(r.interrupted for r in results))
+            if any(result.interrupted for result in results):
                 raise SweepInterrupted
-            if result.stop is not None:
-                raise result.stop
+            for result in results:
+                if result.stop is not None:
+                    raise result.stop
         sinks.progress.close()  # the bar goes before the ending says anything
         table = rebuild(books, study, show)
         sinks.refresh(table, maximize)
@@ -217,7 +217,9 @@ def training_settings(config: Config, max_batches: int | None = None) -> Trainin
 
 
 class _Sinks:
-    """The progress bar, TensorBoard and Visdom of one process's trials."""
+    """The progress bar, TensorBoard and Visdom of one process's trials: one bar and one
+    Visdom connection for all, a TensorBoard run and a Visdom trace per trial. A kind
+    that fails once is off for every trial after (one switch per kind)."""
 
     def __init__(self, config: Config, out: Path, data: Dataset, options: SweepOptions,
                  done: Callable[[], int]) -> None:
@@ -226,14 +228,21 @@ class _Sinks:
         self.progress = ProgressSink(total_points(config), done, lines=options.progress,
                                      bar=options.progress and not options.child,
                                      metric=config.objective.metric)
-        self.all: list[Sink] = [self.progress]
-        if config.logging.tensorboard is not None:
-            examples = (data.x_test[:EXAMPLES], data.y_test[:EXAMPLES])
-            self.all.append(TensorBoardSink(out / "tb", config, examples))
+        self.bar = Guarded(self.progress)
+        self.config, self.tb = config, out / "tb"
+        self.examples = (data.x_test[:EXAMPLES], data.y_test[:EXAMPLES])
         self.live = _visdom(config, options, out)
+        self.switches = {"tensorboard": Switch(), "visdom": Switch()}
+
+    def for_trial(self) -> list[Sink]:
+        """The sinks of one trial."""
+        sinks: list[Sink] = [self.bar]
+        if self.config.logging.tensorboard is not None:
+            sinks.append(Guarded(TensorBoardSink(self.tb, self.config, self.examples),
+                                 self.switches["tensorboard"]))
         if self.live is not None:
-            self.all.append(self.live)
-        self.all = guarded(self.all)
+            sinks.append(Guarded(self.live.trace(), self.switches["visdom"], "visdom"))
+        return sinks
 
     def refresh(self, table: pd.DataFrame, maximize: bool) -> None:
         if self.live is not None:
@@ -256,6 +265,24 @@ def _visdom(config: Config, options: SweepOptions, out: Path) -> VisdomSink | No
     if settings is None:
         return None
     return VisdomSink(settings, config, total_points(config), out / "history.csv")
+
+
+def _book(study: optuna.Study, storage: optuna.storages.BaseStorage, claim: Claim,
+          result: TrialResult, data: Dataset, lease: Lease, books: ResultFiles,
+          sinks: _Sinks, options: SweepOptions) -> int:
+    """Record a result in the study and its rows in the files; 1, or 0 when the trial
+    was no longer this worker's."""
+    # Told and appended as one: beside other processes' rebuilds, and whole even if
+    # Ctrl-C comes (it arrives once the trial is recorded).
+    with signals_held(), books.locked():
+        recorded = _record(study, claim, result, data, lease, options.progress)
+        if recorded:
+            books.append(storage.get_trial(claim.trial_id),
+                         lambda: study.get_trials(deepcopy=False))
+    done = recorded and not rerun_row(result.state, result.error)
+    # Its place among the sweep's done points, whichever process ran them.
+    sinks.progress.recorded(result, books.count_done() if done else None)
+    return recorded
 
 
 def _pruning(trial: optuna.Trial, config: Config, lease: Lease) -> Any:

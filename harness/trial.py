@@ -57,7 +57,10 @@ def run_books(books: Sequence[TrialBook], make_trainer: Callable[[], Trainer],
         while running := [book for book in books if book.running]:
             measured = trainer.epoch([book.spec for book in running])
             for book, metrics in zip(running, measured, strict=True):
-                book.record(metrics, lambda spec=book.spec: trainer.weights(spec))
+                try:
+                    book.record(metrics, lambda spec=book.spec: trainer.weights(spec))
+                except Exception as err:  # its own bookkeeping (a pruner, a lost lease)
+                    book.fail(err)  # ends this member only; the others go on
             trainer.stop([book.spec for book in running if not book.running])
     except KeyboardInterrupt:
         for book in books:

@@ -447,3 +447,28 @@ def test_momentum_searched_with_an_optimizer_that_ignores_it_is_refused():
     # What makes no duplicates is accepted: sgd alone, or one momentum value for all.
     parse_config(space(optimizer=["sgd"], momentum=[0.0, 0.9]))
     parse_config(space(optimizer=["sgd", "adam"], momentum=[0.5]))
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("auto", "auto"), ("off", "off"), (False, "off"), (1, 1), (32, 32)])
+def test_train_population_is_auto_off_or_a_count(value, expected):
+    config = parse_config({"name": "x", "train": {"population": value}})
+    assert config.train.population == expected
+    assert parse_config(yaml.safe_load(dump_config(config))) == config
+
+
+def test_train_population_defaults_to_auto_and_does_not_decide_the_results():
+    from harness.config import identity
+
+    assert parse_config({"name": "x"}).train.population == "auto"
+    assert identity(parse_config({"name": "x", "train": {"population": 4}})) == identity(
+        parse_config({"name": "x"}))
+
+
+@pytest.mark.parametrize("value", [0, -1, True, "many", 2.5, None])
+def test_a_bad_train_population_is_one_line(value):
+    with pytest.raises(ConfigError) as err:
+        parse_config({"name": "x", "train": {"population": value}})
+    assert err.value.lines == [
+        f"train.population: {value!r} is not valid; use auto, off or the number of trials "
+        "to train together (an integer >= 1)"]

@@ -10,7 +10,7 @@ from harness.data import load_dataset
 from harness.device import resolve_device, setup_device
 from harness.lenet import LeNet
 from harness.sinks.base import MemorySink
-from harness.sinks.guard import guarded
+from harness.sinks.guard import Guarded, Switch, guarded
 from harness.trial import run_trial
 from harness.types import INTERRUPTED, Training, TrialSpec
 
@@ -193,3 +193,21 @@ def test_auto_on_a_cuda_machine_gets_the_gpu_speed_settings(monkeypatch):
     finally:
         (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
          torch.backends.cudnn.benchmark) = flags
+
+
+def test_sinks_made_per_trial_share_one_switch_per_kind(data, capsys):
+    """Trials that run at once each have their own sink; the first error of any of them
+    turns the kind off for all, with one warning."""
+    class Broken(MemorySink):
+        def log(self, metrics, step):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    switch = Switch()
+    broken, later = Broken(), MemorySink()
+    first = run_trial(*spec(), data, [Guarded(broken, switch, "tensorboard")])
+    second = run_trial(*spec(seed=1), data, [Guarded(later, switch, "tensorboard")])
+    assert first.state == second.state == "COMPLETE"
+    assert later.started == [] and later.logged == []  # off for the trials after
+    assert capsys.readouterr().err.splitlines() == [
+        "harness: warning: tensorboard failed in log (OSError: [Errno 28] No space left on "
+        "device); it is off for the rest of the sweep, the trials go on"]

@@ -92,7 +92,11 @@ class VisdomSink:
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         if "test_acc" in metrics:
-            self._guard(self._append, metrics, step)
+            self._guard(self._append, metrics, step, self)
+
+    def trace(self) -> VisdomTrace:
+        """A trial's own view onto this connection, for trials that run at once."""
+        return VisdomTrace(self)
 
     def finish(self, result: TrialResult) -> None:
         pass  # the panes are refreshed from trials.csv, see refresh()
@@ -120,7 +124,8 @@ class VisdomSink:
             raise ConnectionError("no server answers")
         self.viz = viz
 
-    def _append(self, metrics: dict[str, float], step: int) -> None:
+    def _append(self, metrics: dict[str, float], step: int,
+                trace: VisdomSink | VisdomTrace) -> None:
         """A trial's first point replaces its trace (a rerun of an interrupted trial must
         not double it); later points append. Appending also creates a missing window:
         creating it outright would wipe the traces other workers put there."""
@@ -128,11 +133,11 @@ class VisdomSink:
             # Visdom sets a window's title and size on every update: keep the redrawn ones.
             opts = self._curve_opts(title, self.note)
             point = {"X": [step], "Y": [metrics[key]], "win": key, "env": self.env,
-                     "name": self.run, "opts": opts}
-            reply = self.viz.line(**point, update="replace" if self.first_point else "append")
+                     "name": trace.run, "opts": opts}
+            reply = self.viz.line(**point, update="replace" if trace.first_point else "append")
             if reply == "win does not exist":
                 self.viz.line(**point, update="append")
-        self.first_point = False
+        trace.first_point = False
 
     def _curve_opts(self, title: str, note: str = "") -> dict[str, Any]:
         # Markers: a curve of one epoch is a single point, which a line alone never shows.
@@ -242,6 +247,24 @@ class VisdomSink:
                 reason = "the server did not answer in time"
             print(f"harness: warning: visdom at {self.address} failed ({reason}); the live "
                   "view is off, the sweep goes on", file=sys.stderr)
+
+
+class VisdomTrace:
+    """One trial's trace on a shared VisdomSink: trials that train at once each have
+    their own run name and first point; the connection and its one warning are shared."""
+
+    def __init__(self, live: VisdomSink) -> None:
+        self.live, self.run, self.first_point = live, "", True
+
+    def start(self, spec: TrialSpec, model: nn.Module | None) -> None:
+        self.run, self.first_point = spec.run, True
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        if "test_acc" in metrics:
+            self.live._guard(self.live._append, metrics, step, self)
+
+    def finish(self, result: TrialResult) -> None:
+        pass  # the panes are refreshed from trials.csv, see VisdomSink.refresh()
 
 
 def _client() -> type:

@@ -1,0 +1,252 @@
+"""Sweeps with population training: trials grouped into fused populations must give the
+results of the same trials run one at a time, each member a whole trial."""
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import optuna
+import pandas as pd
+import pytest
+import torch
+from conftest import ROOT, run_cli, small_config
+
+import harness.groups
+from harness.book import TrialBook
+from harness.config import parse_config
+from harness.data import load_dataset
+from harness.models import LeNet
+from harness.search import DEAD
+from harness.sweep import SweepInterrupted, SweepOptions, run_sweep
+from harness.train import evaluate
+from harness.trainers.fused import FusedTrainer
+from harness.trainers.population import PopulationTrainer
+from harness.trial import run_books
+from harness.types import Training, TrialSpec
+
+TOLERANCE = 1e-4  # relative, for losses: float32 grouped convolutions round differently
+LOSSES = ["train_loss", "val_loss", "test_loss"]
+# Two optimizers, two learning rates, two seeds: two populations of four.
+RAW = small_config(search={"seeds": [0, 1], "space": {
+    "lr": [0.01, 0.03], "batch_size": [32], "optimizer": ["sgd", "adam"]}})
+
+
+def sweep(raw, out, **options):
+    return run_sweep(parse_config(raw), SweepOptions(out=out, progress=False, **options))
+
+
+@pytest.fixture
+def sizes(monkeypatch):
+    """The size of every population the sweep trained."""
+    seen = []
+
+    class Spy(FusedTrainer):
+        def __init__(self, specs, *args):
+            seen.append(len(specs))
+            super().__init__(specs, *args)
+
+    monkeypatch.setattr(harness.groups, "FusedTrainer", Spy)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def one_at_a_time(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sequential") / "r"
+    sweep(RAW, out, population="off")
+    return out
+
+
+def by_run(out, name):
+    table = pd.read_csv(out / name)
+    return table.set_index(["run", "epoch"] if name == "history.csv" else "run").sort_index()
+
+
+def assert_same_results(out, reference, runs=None):
+    """trials.csv and history.csv of `out` equal the reference's (on `runs`)."""
+    for name, losses in (("trials.csv", ["value", "val_loss", "test_loss", "final_train_loss",
+                                         "final_test_loss"]), ("history.csv", LOSSES)):
+        got, want = by_run(out, name), by_run(reference, name)
+        if runs is not None:
+            want = want[want.index.get_level_values("run").isin(runs)]
+            got = got[got.index.get_level_values("run").isin(runs)]
+        assert list(got.index) == list(want.index)
+        assert ((got[losses] - want[losses]).abs() / want[losses].abs()).max().max() < TOLERANCE
+        assert got["val_acc"].tolist() == want["val_acc"].tolist()
+        if name == "trials.csv":
+            assert got["best_epoch"].tolist() == want["best_epoch"].tolist()
+            assert got["state"].tolist() == want["state"].tolist()
+
+
+def test_a_population_sweep_gives_the_results_of_one_at_a_time(tmp_path, one_at_a_time,
+                                                                  sizes):
+    outcome = sweep(RAW, tmp_path / "r", population=4)
+    assert sorted(sizes) == [4, 4]
+    assert outcome.ran == 8 and (outcome.trials.state == "COMPLETE").all()
+    assert_same_results(tmp_path / "r", one_at_a_time)
+    # Every member's checkpoint is a plain LeNet that reproduces its test accuracy.
+    data = load_dataset(parse_config(RAW).data, torch.device("cpu"))
+    for row in outcome.trials.itertuples():
+        model = LeNet()
+        model.load_state_dict(torch.load(tmp_path / "r" / "checkpoints" / f"{row.run}.pt",
+                                         weights_only=True))
+        _, test_acc = evaluate(model, data.x_test, data.y_test, 1000)
+        assert test_acc == pytest.approx(row.test_acc, abs=1 / len(data.y_test)), row.run
+
+
+def test_a_member_that_diverges_fails_and_the_others_are_untouched(tmp_path, one_at_a_time,
+                                                                    sizes):
+    raw = small_config(search={"seeds": [0, 1], "space": {
+        "lr": [0.01, 1.0e6], "batch_size": [32], "optimizer": ["sgd"]}})
+    trials = sweep(raw, tmp_path / "r", population=4).trials.set_index("lr")
+    assert sizes == [4]
+    assert (trials.loc[1.0e6, "state"] == "FAIL").all()
+    assert trials.loc[1.0e6, "error"].str.startswith("diverged: train loss is nan at epoch 1").all()
+    kept = list(trials.loc[0.01, "run"])
+    assert_same_results(tmp_path / "r", one_at_a_time, runs=kept)
+
+
+def test_optuna_with_a_population_and_the_median_pruner(tmp_path, sizes):
+    raw = small_config(train={"epochs": 3}, search={
+        "method": "optuna", "n_trials": 8, "sampler": "tpe", "pruner": "median",
+        "space": {"lr": {"low": 1e-4, "high": 0.5, "log": True}, "optimizer": ["sgd"]}})
+    trials = sweep(raw, tmp_path / "r", population=4).trials
+    assert max(sizes) > 1
+    assert len(trials) == 8 and set(trials.state) <= {"COMPLETE", "PRUNED"}
+    assert not trials.duplicated(["lr", "optimizer", "seed"]).any()
+    pruned = trials[trials.state == "PRUNED"]
+    assert (pruned.epochs < 3).all()
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/r/study.db")
+    for t in study.trials:  # every member reported every epoch it trained, and stopped
+        epochs = len(t.user_attrs["result"]["history"])
+        assert sorted(t.intermediate_values) == list(range(1, epochs + 1))
+    assert sweep(raw, tmp_path / "r", population=4).ran == 0
+
+
+def test_ctrl_c_in_a_population_saves_every_member_interrupted_and_reruns(tmp_path,
+                                                                           monkeypatch):
+    real, calls = PopulationTrainer.epoch, []
+
+    def epoch(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(PopulationTrainer, "epoch", epoch)
+    with pytest.raises(SweepInterrupted):
+        sweep(RAW, tmp_path / "r", population=4)
+    saved = pd.read_csv(tmp_path / "r" / "trials.csv", keep_default_na=False)
+    # The population that was training (the first four), every member interrupted.
+    assert len(saved) == 4 and saved.error.eq("interrupted").all()
+    outcome = sweep(RAW, tmp_path / "r", population=4)
+    assert outcome.ran == 8 and (outcome.trials.state == "COMPLETE").all()
+    assert outcome.trials.run.nunique() == 8
+
+
+def fused_run(specs, training, data):
+    """Every member's metrics per epoch, and the trainer."""
+    measured = {s.number: [] for s in specs}
+    trainer = FusedTrainer(specs, training, data)
+    for _ in range(training.epochs):
+        for spec, metrics in zip(specs, trainer.epoch(specs), strict=True):
+            measured[spec.number].append(metrics)
+    return measured, trainer
+
+
+def four_members():
+    """Four sgd trials (lr, momentum and seed apart) and the tiny data set."""
+    params = {"optimizer": "sgd", "batch_size": 32, "weight_decay": 0.0}
+    specs = [TrialSpec(number=k, run=f"r{k}", seed=k, params=params | {
+        "lr": 0.01 * (k + 1), "momentum": 0.3 * k}) for k in range(4)]
+    return specs, load_dataset(parse_config(RAW).data, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("oom_epoch", [1, 2])
+def test_out_of_memory_retries_in_smaller_populations(monkeypatch, oom_epoch):
+    specs, data = four_members()
+    training = Training(epochs=2)
+    want, _ = fused_run(specs, training, data)
+    real, tried = PopulationTrainer.epoch, []
+
+    def epoch(self, *args, **kwargs):
+        tried.append(self.k)
+        if self.k > 2 and len(tried) >= oom_epoch:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(PopulationTrainer, "epoch", epoch)
+    got, trainer = fused_run(specs, training, data)
+    assert sorted(len(part.numbers) for part in trainer.parts) == [2, 2]
+    for number, epochs in want.items():
+        for a, b in zip(epochs, got[number], strict=True):
+            assert b.train_loss == pytest.approx(a.train_loss, rel=TOLERANCE)
+            assert b.test_loss == pytest.approx(a.test_loss, rel=TOLERANCE)
+    # The weights, too: a split population is trained again from its seeds.
+    for spec in specs:
+        model = LeNet()
+        model.load_state_dict(trainer.weights(spec))
+
+
+def test_out_of_memory_down_to_one_member_fails_the_trials(monkeypatch):
+    specs, data = four_members()
+    tried = []
+
+    def epoch(self, *args, **kwargs):
+        tried.append(self.k)
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(PopulationTrainer, "epoch", epoch)
+    training = Training(epochs=2)
+    books = [TrialBook(spec, training) for spec in specs]
+    results = run_books(books, lambda: FusedTrainer(specs, training, data), data.device)
+    assert tried[:3] == [4, 2, 1]  # halved down to one before anything failed
+    assert all(r.state == "FAIL" and r.error.startswith("OutOfMemoryError") for r in results)
+
+
+def test_kill_9_during_a_population_then_the_same_command_completes(tmp_path, write_config):
+    raw = small_config(data={"train_size": 2000}, train={"epochs": 3},
+                       search={"seeds": [0, 1]})
+    config = str(write_config(raw))
+    command = [sys.executable, "-m", "harness", "sweep", config, "--out", "r", "--quiet",
+               "--population", "4"]
+    process = subprocess.Popen(command, cwd=tmp_path, env={"PYTHONPATH": str(ROOT),
+                                                           "PATH": "/usr/bin:/bin"},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    study = tmp_path / "r" / "study.db"
+    deadline = time.monotonic() + 180
+    while running(study) < 4:
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.05)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    result = run_cli("sweep", config, "--out", "r", "--population", "4", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    trials = pd.read_csv(tmp_path / "r" / "trials.csv")
+    assert len(trials) == 8 and (trials.state == "COMPLETE").all() and trials.run.is_unique
+    errors = [t.user_attrs.get("error") for t in optuna.load_study(
+        study_name="tiny", storage=f"sqlite:///{study}").trials]
+    assert errors.count(DEAD) == 4  # the population that was killed, rerun once each
+
+
+def running(db):
+    """Trials RUNNING now, read from Optuna's SQLite tables while the sweep writes."""
+    if not db.exists():
+        return 0
+    connection = sqlite3.connect(db, timeout=10)
+    try:
+        return connection.execute("SELECT COUNT(*) FROM trials WHERE state = 'RUNNING'"
+                                  ).fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        connection.close()
+
+
+def test_the_population_is_a_flag_and_a_config_field(tmp_path, write_config):
+    line = run_cli("sweep", str(write_config(small_config())), "--population", "many",
+                   cwd=tmp_path).stderr.strip()
+    assert line == ("harness: --population: 'many' is not valid; use auto, off or the "
+                    "number of trials to train together (an integer >= 1)")
