@@ -203,7 +203,8 @@ def test_out_of_memory_down_to_one_member_fails_the_trials(monkeypatch):
     results = run_books(books, lambda: FusedTrainer(specs, training, data), data.device)
     assert tried[:3] == [4, 2, 1]  # halved down to one before anything failed
     # Out of memory is a fault of the machine: the trials fail as retryable.
-    assert all(r.state == "FAIL" and r.error.startswith("retryable: OutOfMemoryError") for r in results)
+    assert all(r.state == "FAIL" and r.error.startswith("retryable: OutOfMemoryError")
+               for r in results)
 
 
 def test_kill_9_during_a_population_then_the_same_command_completes(tmp_path, write_config):
