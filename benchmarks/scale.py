@@ -80,9 +80,9 @@ def child(config: str, out: str, notes_path: str) -> None:
         return timed
 
     harness.search.Search.claim = timing(harness.search.Search.claim, "claims")
-    import harness.sweep
+    import harness.groups
 
-    harness.sweep.run_trial = timing(harness.sweep.run_trial, "trials")
+    harness.groups.run_trial = timing(harness.groups.run_trial, "trials")
     for label, (module, name) in ENDING.items():
         owner = importlib.import_module(module)
         setattr(owner, name, timing(getattr(owner, name), "ending", label))
