@@ -152,10 +152,12 @@ def _sweep(args: argparse.Namespace) -> int:
                                                                          "--population")
     import pandas as pd
 
+    from harness.quiet import quiet_dependencies
     from harness.storage import check_fresh
     from harness.sweep import SweepOptions, run_sweep
     from harness.tables import state_counts, top_trials
 
+    quiet_dependencies()
     check_fresh(args.fresh, args.storage, config.name)
     options = SweepOptions(out=args.out, storage=args.storage, device=args.device,
                            fresh=args.fresh is not None, dry_run=args.dry_run,
@@ -215,7 +217,9 @@ def _report(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from harness.export import export_study
+    from harness.quiet import quiet_dependencies
 
+    quiet_dependencies()
     args.database = args.storage
     n = export_study(args.storage, args.study, args.out)
     print(f"{n} trials of {args.study} written to {args.out}")

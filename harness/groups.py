@@ -3,8 +3,8 @@ and how a group runs. Each member is still a whole trial: its own book, Optuna t
 pruning, checkpoint, sinks and heartbeat.
 
     size = population_size(config.train.population, device)
-    claims = [first, *more_claims(search, first, size - 1, grid=True)]  # under the lock
-    for claim, result in run_claims(claims, ...): record(claim, result)
+    claims = search.claim(size, fusable_key)  # a grid's share one key
+    for claim, result, lease in run_claims(claims, ...): record(claim, result)
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from harness.book import EpochCallback, TrialBook
 from harness.config import POPULATION_AUTO, POPULATION_OFF
 from harness.data import Dataset
 from harness.owner import Lease, heartbeat
-from harness.search import Claim, Search
+from harness.search import Claim
 from harness.sinks.base import Sink
 from harness.trainers.fused import FusedTrainer, fusable_key
 from harness.trial import run_books, run_trial
@@ -41,21 +41,6 @@ def population_size(setting: int | str, device: torch.device) -> int:
     if setting == POPULATION_AUTO:
         return CUDA_POPULATION if device.type == "cuda" else 1
     return int(setting)
-
-
-def more_claims(search: Search, first: Claim, most: int, grid: bool) -> list[Claim]:
-    """Up to `most` claims to train with `first` (call under the claim lock). A grid's
-    share the first one's fusable key; the optuna method's are what the sampler gives
-    (run_claims groups them)."""
-    key = fusable_key(first.spec.params)
-
-    def fits(params: dict[str, Any]) -> bool:
-        return fusable_key(params) == key
-
-    claims: list[Claim] = []
-    while len(claims) < most and (claim := search.claim(fits if grid else None)):
-        claims.append(claim)
-    return claims
 
 
 def by_key(claims: Sequence[Claim]) -> list[list[Claim]]:

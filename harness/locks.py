@@ -1,5 +1,4 @@
-"""The claim lock: only one process at a time picks the next point of a study; and,
-when none is left but trials run elsewhere, waiting for them.
+"""The claim lock: only one process at a time picks the next points of a study.
 
 With a database that several machines share (PostgreSQL, MySQL) the lock lives in the
 database. A SQLite study is guarded by a file lock beside its database file
@@ -10,8 +9,6 @@ directory; an in-memory study (a dry run) has one process and locks in `out`.
 from __future__ import annotations
 
 import contextlib
-import sys
-import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +17,6 @@ import optuna
 import sqlalchemy
 
 from harness.files import file_lock
-from harness.search import Claim, Search
-
-WAIT_S = 2.0  # at the end, how often to look at trials running in other processes
 
 
 def sqlite_file(url: str | sqlalchemy.engine.URL) -> Path | None:
@@ -68,23 +62,3 @@ def claim_lock(storage: optuna.storages.BaseStorage, study_name: str, out: Path
                 yield
             finally:
                 connection.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:k)"), {"k": str(key)})
-
-
-def next_claim(search: Search, out: Path, show: bool) -> Claim | None:
-    """The next trial to run. When none is left but trials run in other processes, wait:
-    one whose process dies (or whose heartbeat stops) is then run here, so a sweep
-    never ends with a point that nobody will finish."""
-    shown: list[str] = []
-    while True:
-        with claim_lock(search.storage, search.config.name, out):
-            claim = search.claim()
-            running = [] if claim is not None else search.running_elsewhere()
-        if not running:
-            return claim
-        runs = sorted(t.user_attrs.get("run", f"trial {t.number}") for t in running)
-        if show and runs != shown:
-            print(f"harness: waiting for {len(runs)} trial(s) running in other processes "
-                  f"({', '.join(runs)}); a trial whose process stops runs here",
-                  file=sys.stderr, flush=True)
-        shown = runs
-        time.sleep(WAIT_S)

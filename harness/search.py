@@ -1,20 +1,27 @@
 """The Optuna study: which points a sweep runs, and who runs each one.
 
-A point is one configuration (lr, batch size, optimizer, ...) with one seed. `Search`
-hands out the next point that needs running as an Optuna trial ("a claim"): for a grid,
-every point exactly once; for the optuna method, points the sampler proposes until
-n_trials configurations exist, each once per seed (seeds added to a sweep later run for
-the configurations it already has). Claims are made under a lock, so several processes can
-share a study without running a point twice. A trial left RUNNING by a dead process,
-or interrupted by Ctrl-C, is handed out again; every other finished trial is a result.
+A point is one configuration (lr, batch size, optimizer, ...) with one seed. A search
+strategy hands out the next points that need running as Optuna trials ("claims"),
+`next_points(k)` at a time: `GridSearch` every point of the grid exactly once;
+`OptunaSearch` points the sampler proposes until n_trials configurations exist, each once
+per seed (seeds added to a sweep later run for the configurations it already has).
+
+    search = make_search(config, study, storage, lock)
+    claims = search.next_points(4)  # up to 4 started trials; [] when nothing is left
+
+Claims are made under a lock, so several processes can share a study without running a
+point twice. A trial left RUNNING by a dead process, or interrupted by Ctrl-C, is handed
+out again; every other finished trial is a result.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import warnings
-from collections.abc import Callable
+import sys
+import time
+from collections.abc import Callable, Hashable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,13 +40,8 @@ from harness.hyperparams import BY_NAME, NAMES, run_name
 from harness.owner import heartbeats_on, is_dead_here, this_process
 from harness.types import INTERRUPTED, RETRYABLE, TrialSpec
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-# Heartbeats and fail_stale_trials are marked experimental, and meant for optimize();
-# the claim loop uses them as documented, so their warnings say nothing to a user.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-
 DEAD = f"{INTERRUPTED}: its process died while it ran"
+WAIT_S = 2.0  # at the end, how often to look at trials running in other processes
 
 
 @dataclass(frozen=True)
@@ -100,27 +102,74 @@ class Claim:
     spec: TrialSpec
 
 
+Lock = Callable[[], AbstractContextManager[Any]]
+Key = Callable[[dict[str, Any]], Hashable]  # which points can train together
+
+
 class Search:
-    """Hands out claims on the points of one study; call `claim` under a process lock."""
+    """Hands out the points of one study as claims; `GridSearch` and `OptunaSearch` say
+    which point is next. Claims are made under the study's claim lock (`lock`), so
+    several processes share a study without running a point twice."""
 
     def __init__(self, config: Config, study: optuna.Study,
-                 storage: optuna.storages.BaseStorage) -> None:
-        self.config, self.study, self.storage = config, study, storage
+                 storage: optuna.storages.BaseStorage, lock: Lock = nullcontext) -> None:
+        self.config, self.study, self.storage, self.lock = config, study, storage, lock
         self.study_id = storage.get_study_id_from_name(study.study_name)
         self.owner = this_process()
         # A fault of the machine (retryable) runs again once its own attempt is over:
         # those from earlier runs at once, this run's once more when nothing else is left.
         self.retry_before = datetime.now()
+        # The trials other processes ran when the last look found nothing left: one may
+        # still stop (its process dies) and need running here.
+        self.running: list[FrozenTrial] = []
 
-    def claim(self, fits: Callable[[dict[str, Any]], bool] | None = None) -> Claim | None:
-        """The next point to run as a started trial, or None when nothing is left.
-        `fits` (grid only): skip points whose full params it refuses."""
+    def next_points(self, k: int, key: Key | None = None) -> list[Claim]:
+        """Up to k points as started trials, claimed together; none when nothing is
+        left. With `key`, all share the first one's key where the strategy can choose."""
+        claims: list[Claim] = []
+        with self.lock():
+            while len(claims) < k:
+                claim = self._claim(_like(claims[0], key) if key and claims else None)
+                if claim is None:
+                    break
+                claims.append(claim)
+        return claims
+
+    def claim(self, k: int, key: Key | None = None, show: bool = False) -> list[Claim]:
+        """`next_points`; when nothing is left but trials run in other processes, wait
+        for them: one whose process dies (or whose heartbeat stops) then runs here, so a
+        sweep never ends with a point that nobody will finish."""
+        shown: list[str] = []
+        while not (claims := self.next_points(k, key)) and self.running:
+            runs = sorted(t.user_attrs.get("run", f"trial {t.number}") for t in self.running)
+            if show and runs != shown:
+                print(f"harness: waiting for {len(runs)} trial(s) running in other "
+                      f"processes ({', '.join(runs)}); a trial whose process stops runs "
+                      "here", file=sys.stderr, flush=True)
+            shown = runs
+            time.sleep(WAIT_S)
+        return claims
+
+    def retry_now(self) -> None:
+        """The end of the sweep: machine faults met so far run once more."""
+        self.retry_before = datetime.now()
+
+    def _next_point(self, trials: list[FrozenTrial], latest: dict[str, FrozenTrial],
+                    fits: Callable[[dict[str, Any]], bool] | None) -> Point | None:
+        """The strategy: a point that has never run or is due to run again, or a new
+        point (empty key) for the sampler to propose; None when nothing is left."""
+        raise NotImplementedError
+
+    def _claim(self, fits: Callable[[dict[str, Any]], bool] | None) -> Claim | None:
+        """The next point as a started trial (under the lock)."""
         self._retire_dead()
         trials = self.study.get_trials(deepcopy=False)
         waiting = any(t.state == TrialState.WAITING for t in trials)
         if not waiting:
-            point = self._next_point(trials, fits)
+            point = self._next_point(trials, latest_attempts(trials), fits)
             if point is None:
+                self.running = [t for t in trials if t.state == TrialState.RUNNING
+                                and t.user_attrs.get("owner") != self.owner]
                 return None
             if point.key:
                 self.study.enqueue_trial(point.params, user_attrs=self._attrs(point))
@@ -138,17 +187,12 @@ class Search:
             trial.set_user_attr("owner", self.owner)
         return Claim(trial, trial_id, self._spec(trial, params))
 
-    def running_elsewhere(self) -> list[FrozenTrial]:
-        """The trials other processes are running: when `claim` finds nothing left, one
-        of them may still stop (its process dies) and need running here."""
-        return self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-
     def _name(self, trial: optuna.Trial, params: dict[str, Any]) -> None:
         """Make a freshly sampled trial the first seed of a new configuration, and queue
         its other seeds. That takes several writes: `point`, the attribute that makes a
         trial a claim, goes last, so a process killed before it leaves a trial that is no
         point (retired as its dead owner's, then ignored); one killed after it leaves
-        seeds unqueued, which `_added_seed` finds."""
+        seeds unqueued, which `OptunaSearch._added_seed` finds."""
         point = Point(f"c{trial.number}", trial.number, params, self.config.search.seeds[0])
         for key, value in self._attrs(point).items():
             trial.set_user_attr(key, value)
@@ -164,55 +208,11 @@ class Search:
         return {"owner": self.owner if owner is None else owner, "index": point.index,
                 "seed": point.seed, "run": run, "point": point.key}
 
-    def _next_point(self, trials: list[FrozenTrial],
-                    fits: Callable[[dict[str, Any]], bool] | None = None) -> Point | None:
-        """A point that has never run or was interrupted; for the optuna method, a new
-        point (empty key) while fewer than n_trials configurations exist."""
-        latest = latest_attempts(trials)
-        if self.config.search.method == "grid":
-            for point in grid_points(self.config):
-                if (point.key not in latest or self._due(latest[point.key])) and (
-                        fits is None or fits(self._full(point.params))):
-                    return point
-            return None
-        for trial in latest.values():
-            if self._due(trial):
-                return Point(trial.user_attrs["point"], trial.user_attrs["index"],
-                             dict(trial.params), trial.user_attrs["seed"])
-        added = self._added_seed(trials)
-        if added is not None:
-            return added
-        configurations = {t.user_attrs["index"] for t in trials if "point" in t.user_attrs}
-        if len(configurations) < self.config.search.n_trials:
-            return Point("", -1, {}, self.config.search.seeds[0])
-        return None
-
-    def retry_now(self) -> None:
-        """The end of the sweep: machine faults met so far run once more."""
-        self.retry_before = datetime.now()
-
     def _due(self, trial: FrozenTrial) -> bool:
         if not needs_rerun(trial):
             return False
         start = trial.datetime_start
         return not is_retryable(trial) or start is None or start < self.retry_before
-
-    def _added_seed(self, trials: list[FrozenTrial]) -> Point | None:
-        """A seed of search.seeds that a configuration sampled earlier has not run: the
-        seed was added when the sweep was resumed."""
-        seeds: dict[int, set[int]] = {}
-        params: dict[int, dict[str, Any]] = {}
-        for trial in trials:
-            if "point" in trial.user_attrs:
-                index = trial.user_attrs["index"]
-                seeds.setdefault(index, set()).add(trial.user_attrs["seed"])
-                if trial.params:  # a queued trial has none yet
-                    params[index] = dict(trial.params)
-        for index in sorted(params):
-            for seed in self.config.search.seeds:
-                if seed not in seeds[index]:
-                    return Point(f"c{index}-s{seed}", index, params[index], seed)
-        return None
 
     def _retire_dead(self) -> None:
         """Mark FAIL the RUNNING trials whose process died, so their points run again."""
@@ -241,6 +241,74 @@ class Search:
         attrs = trial.user_attrs
         return TrialSpec(number=trial.number, run=attrs["run"], params=self._full(params),
                          seed=attrs["seed"])
+
+
+class GridSearch(Search):
+    """Every point of the grid exactly once, in config order; one that was interrupted
+    (or failed by a fault of the machine) runs again."""
+
+    def __init__(self, config: Config, study: optuna.Study,
+                 storage: optuna.storages.BaseStorage, lock: Lock = nullcontext) -> None:
+        super().__init__(config, study, storage, lock)
+        self.points = grid_points(config)
+
+    def _next_point(self, trials: list[FrozenTrial], latest: dict[str, FrozenTrial],
+                    fits: Callable[[dict[str, Any]], bool] | None) -> Point | None:
+        for point in self.points:
+            if (point.key not in latest or self._due(latest[point.key])) and (
+                    fits is None or fits(self._full(point.params))):
+                return point
+        return None
+
+
+class OptunaSearch(Search):
+    """Points the sampler proposes until n_trials configurations exist, each once per
+    seed; seeds added to search.seeds later run for the configurations it has. Which
+    point comes is the sampler's choice: `fits` is not asked."""
+
+    def _next_point(self, trials: list[FrozenTrial], latest: dict[str, FrozenTrial],
+                    fits: Callable[[dict[str, Any]], bool] | None) -> Point | None:
+        for trial in latest.values():
+            if self._due(trial):
+                return Point(trial.user_attrs["point"], trial.user_attrs["index"],
+                             dict(trial.params), trial.user_attrs["seed"])
+        added = self._added_seed(trials)
+        if added is not None:
+            return added
+        configurations = {t.user_attrs["index"] for t in trials if "point" in t.user_attrs}
+        if len(configurations) < self.config.search.n_trials:
+            return Point("", -1, {}, self.config.search.seeds[0])
+        return None
+
+    def _added_seed(self, trials: list[FrozenTrial]) -> Point | None:
+        """A seed of search.seeds that a configuration sampled earlier has not run: the
+        seed was added when the sweep was resumed."""
+        seeds: dict[int, set[int]] = {}
+        params: dict[int, dict[str, Any]] = {}
+        for trial in trials:
+            if "point" in trial.user_attrs:
+                index = trial.user_attrs["index"]
+                seeds.setdefault(index, set()).add(trial.user_attrs["seed"])
+                if trial.params:  # a queued trial has none yet
+                    params[index] = dict(trial.params)
+        for index in sorted(params):
+            for seed in self.config.search.seeds:
+                if seed not in seeds[index]:
+                    return Point(f"c{index}-s{seed}", index, params[index], seed)
+        return None
+
+
+def _like(first: Claim, key: Key) -> Callable[[dict[str, Any]], bool]:
+    """Whether a point's full params share `first`'s key."""
+    wanted = key(first.spec.params)
+    return lambda params: key(params) == wanted
+
+
+def make_search(config: Config, study: optuna.Study, storage: optuna.storages.BaseStorage,
+                lock: Lock = nullcontext) -> Search:
+    """The strategy search.method names, on `study`."""
+    kind = GridSearch if config.search.method == "grid" else OptunaSearch
+    return kind(config, study, storage, lock)
 
 
 def latest_attempts(trials: list[FrozenTrial]) -> dict[str, FrozenTrial]:

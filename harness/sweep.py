@@ -44,18 +44,19 @@ from harness.data import Dataset, load_dataset
 from harness.device import resolve_device, setup_device
 from harness.errors import warn
 from harness.files import atomic_write_csv, atomic_write_text, file_lock
-from harness.groups import more_claims, population_size, run_claims
-from harness.locks import claim_lock, next_claim
+from harness.groups import population_size, run_claims
+from harness.locks import claim_lock
 from harness.models import build_model, example_input, model_summary, summary_totals
 from harness.owner import Lease
 from harness.results import rerun_row
-from harness.search import Claim, Search, total_points
+from harness.search import Claim, make_search, total_points
 from harness.sinks.base import Sink
 from harness.sinks.guard import Guarded, Switch
 from harness.sinks.progress import ProgressSink
 from harness.sinks.tensorboard import TensorBoardSink, write_experiment
 from harness.sinks.visdom import VisdomSink, parse_url
 from harness.storage import check_resumable, discard, open_storage, open_study, prepare_out
+from harness.trainers.fused import fusable_key
 from harness.types import INTERRUPTED, Training, TrialResult
 
 DRY_RUN_BATCHES = 2  # a dry run trains this many batches of one epoch per trial
@@ -149,7 +150,8 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
     """Claim, run and record trials until none is left."""
     model = _write_model_summary(config, out, data, options.progress and not options.child)
     study = open_study(config, storage)
-    search = Search(config, study, storage)
+    search = make_search(config, study, storage,
+                         lambda: claim_lock(storage, config.name, out))
     training = training_settings(config, max_batches)
     books = ResultFiles(out, model)
     rebuild(books, study, show=False)  # agrees with the study, whatever a crash left
@@ -162,18 +164,13 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
     try:
         while True:
             _check_stop()  # Ctrl-C or SIGTERM between two trials, or at start-up
-            claim = next_claim(search, out, show)
-            if claim is None and not retried:  # machine faults of this run: once more
+            claims = search.claim(size, fusable_key, show)
+            if not claims and not retried:  # machine faults of this run: once more
                 search.retry_now()
                 retried = True
                 continue
-            if claim is None:
+            if not claims:
                 break
-            claims = [claim]
-            if size > 1:
-                with claim_lock(storage, config.name, out):
-                    claims += more_claims(search, claim, size - 1,
-                                          config.search.method == "grid")
             results = []
             for claim, result, lease in run_claims(
                     claims, training, data, storage, sinks.for_trial, out / "checkpoints",

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from harness import stop
+from harness.quiet import quiet_dependencies
 
 if TYPE_CHECKING:
     from harness.config import Config
@@ -101,6 +102,7 @@ def spawn(run: Run, config: Config, options: Any, children: int, device: torch.d
 
 def _work(run: Run, config: Config, options: Any, threads: int, ran: Any) -> None:
     stop.install()  # a spawned child starts with Python's own handlers
+    quiet_dependencies()  # and with Optuna's own logging
     torch.set_num_threads(threads)
     try:
         outcome = run(config, options)

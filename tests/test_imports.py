@@ -2,6 +2,9 @@
 counting imports inside functions and under TYPE_CHECKING."""
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "harness"
@@ -61,3 +64,26 @@ def test_the_check_sees_a_cycle_through_an_import_inside_a_function(tmp_path):
 
 def test_types_is_a_leaf():
     assert import_graph()["harness.types"] == set()
+
+
+def test_importing_harness_changes_nothing_outside_it():
+    """Logging, warnings and patches are set by the command that wants them, never at
+    import: a program that imports harness keeps Optuna's logging and its warnings."""
+    code = """
+import logging, warnings
+import optuna
+def ours():  # the warnings filters harness would set (torch and scipy set their own)
+    return [f for f in warnings.filters if f[2] is optuna.exceptions.ExperimentalWarning
+            or "Heartbeat" in str(f[1])]
+before = optuna.logging.get_verbosity()
+import harness.cli, harness.sweep, harness.search, harness.sinks.tensorboard
+from tensorboard.summary.writer import record_writer
+assert optuna.logging.get_verbosity() == before and ours() == []
+assert record_writer.masked_crc32c.__module__ != "harness.sinks.tensorboard"
+from harness.quiet import quiet_dependencies
+quiet_dependencies()
+assert optuna.logging.get_verbosity() == logging.WARNING and len(ours()) == 2
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)})
+    assert done.returncode == 0, done.stderr

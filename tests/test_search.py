@@ -10,21 +10,27 @@ from optuna.trial import TrialState
 from harness.config import parse_config
 from harness.hyperparams import run_name
 from harness.owner import is_dead_here, this_process
-from harness.search import DEAD, Search, grid_points, total_points
+from harness.search import DEAD, grid_points, make_search, total_points
 from harness.storage import open_storage, open_study
 
 
-def make_search(raw):
+def new_search(raw):
     config = parse_config(raw)
     storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(study_name=config.name, storage=storage,
                                 direction=config.objective.direction)
-    return config, Search(config, study, storage)
+    return config, make_search(config, study, storage)
+
+
+def one(search):
+    """The next point alone, or None."""
+    claims = search.next_points(1)
+    return claims[0] if claims else None
 
 
 def run_all(search, state=TrialState.COMPLETE):
     claims = []
-    while (claim := search.claim()) is not None:
+    while (claim := one(search)) is not None:
         claims.append(claim)
         claim.trial.set_user_attr("error", "" if state == TrialState.COMPLETE else "boom")
         search.study.tell(claim.trial, 0.5 if state == TrialState.COMPLETE else None,
@@ -42,7 +48,7 @@ def test_grid_points_cover_every_combination_and_seed_in_order():
 
 
 def test_a_grid_is_claimed_exactly_once_per_point():
-    config, search = make_search(small_config(search={"seeds": [0, 1]}))
+    config, search = new_search(small_config(search={"seeds": [0, 1]}))
     claims = run_all(search)
     assert len(claims) == 8
     runs = [c.spec.run for c in claims]
@@ -50,21 +56,21 @@ def test_a_grid_is_claimed_exactly_once_per_point():
     assert len(set(runs)) == 8
     # Unsearched hyperparameters come from train:.
     assert claims[0].spec.params["momentum"] == config.train.momentum
-    assert search.claim() is None
+    assert one(search) is None
 
 
 def test_failed_and_pruned_points_are_results_not_reruns():
-    _, search = make_search(small_config())
+    _, search = new_search(small_config())
     assert len(run_all(search, TrialState.FAIL)) == 4
-    assert search.claim() is None
+    assert one(search) is None
 
 
 def test_an_interrupted_trial_is_claimed_again():
-    _, search = make_search(small_config())
-    first = search.claim()
+    _, search = new_search(small_config())
+    first = one(search)
     first.trial.set_user_attr("error", "interrupted")
     search.study.tell(first.trial, state=TrialState.FAIL)
-    again = search.claim()
+    again = one(search)
     assert again.spec.run == first.spec.run and again.spec.number != first.spec.number
 
 
@@ -75,10 +81,10 @@ def dead_owner() -> str:
 
 
 def test_a_trial_left_running_by_a_dead_process_runs_again():
-    _, search = make_search(small_config())
-    orphan = search.claim()
+    _, search = new_search(small_config())
+    orphan = one(search)
     orphan.trial.set_user_attr("owner", dead_owner())
-    retry = search.claim()  # the dead process's point comes first
+    retry = one(search)  # the dead process's point comes first
     assert retry.spec.run == orphan.spec.run
     rest = run_all(search)  # the retry is owned by this live process: left alone
     trials = {t.number: t for t in search.study.get_trials()}
@@ -94,12 +100,12 @@ def test_a_trial_failed_by_the_heartbeat_check_runs_again(tmp_path):
                                          grace_period=1)
     config = parse_config(small_config())
     study = optuna.create_study(study_name=config.name, storage=storage)
-    search = Search(config, study, storage)
-    lost = search.claim()
+    search = make_search(config, study, storage)
+    lost = one(search)
     lost.trial.set_user_attr("owner", "a-machine-far-away:1:1")  # not ours to judge by pid
     storage.record_heartbeat(lost.trial_id)
     time.sleep(2.5)  # no heartbeat for longer than the grace period
-    retry = search.claim()
+    retry = one(search)
     assert retry.spec.run == lost.spec.run
     assert study.trials[lost.spec.number].state == TrialState.FAIL
 
@@ -117,7 +123,7 @@ def test_optuna_method_samples_n_trials_configurations_once_per_seed(sampler):
                                    "lr": {"low": 1e-4, "high": 0.1, "log": True},
                                    "batch_size": {"low": 16, "high": 256, "log": True},
                                    "optimizer": ["sgd", "adam"]}})
-    _, search = make_search(raw)
+    _, search = new_search(raw)
     claims = run_all(search)
     assert len(claims) == 10
     by_index = {}
@@ -135,7 +141,7 @@ def claim_all(searches, n):
     """Claims taken in turn by `searches` (processes on one study), each told COMPLETE."""
     params = []
     for i in range(n):
-        claim = searches[i % len(searches)].claim()
+        claim = one(searches[i % len(searches)])
         params.append(tuple(sorted(claim.trial.params.items())))
         claim.trial.set_user_attr("error", "")
         searches[0].study.tell(claim.trial, 0.5)
@@ -151,13 +157,13 @@ def test_processes_that_open_a_study_together_draw_different_points(tmp_path, sa
         "method": "optuna", "n_trials": 6, "sampler": sampler,
         "space": {"lr": {"low": 1e-4, "high": 0.1, "log": True}, "optimizer": ["sgd"]}}))
     with open_storage(f"sqlite:///{tmp_path}/study.db") as storage:
-        together = [Search(config, open_study(config, storage), storage) for _ in range(2)]
+        together = [make_search(config, open_study(config, storage), storage) for _ in range(2)]
         params = claim_all(together, 6)
     assert len(set(params)) == 6
     alone = []
     for name in ("a", "b"):
         with open_storage(f"sqlite:///{tmp_path}/{name}.db") as storage:
-            alone.append(claim_all([Search(config, open_study(config, storage), storage)], 6))
+            alone.append(claim_all([make_search(config, open_study(config, storage), storage)], 6))
     assert alone[0] == alone[1]
 
 
@@ -166,3 +172,54 @@ def test_run_names_are_readable_and_sortable():
               "weight_decay": 1e-4}
     assert run_name(7, params, 0, {"lr"}) == "0007-adam-lr0.01-bs64-s0"
     assert run_name(12, params, 3, {"weight_decay"}) == "0012-adam-lr0.01-bs64-wd0.0001-s3"
+
+
+def test_next_points_claims_up_to_k_of_a_grid_sharing_the_first_ones_key():
+    """A population takes k points at once; with a key, all share the first one's (they
+    can train together), and the points left over come in later calls, none twice."""
+    _, search = new_search(small_config(search={"seeds": [0, 1]}))  # 2 lrs x 2 opt x 2 seeds
+
+    def optimizer(params):
+        return params["optimizer"]
+
+    first = search.next_points(8, optimizer)
+    assert len(first) == 4 and {c.spec.params["optimizer"] for c in first} == {"sgd"}
+    rest = search.next_points(8, optimizer)
+    assert len(rest) == 4 and {c.spec.params["optimizer"] for c in rest} == {"adam"}
+    runs = [c.spec.run for c in first + rest]
+    assert len(set(runs)) == 8
+    assert search.next_points(8, optimizer) == []
+    assert search.running == []  # its own running trials are nobody else's
+
+
+def test_next_points_of_the_optuna_method_are_the_samplers_whatever_the_key():
+    raw = small_config(search={"method": "optuna", "n_trials": 3, "sampler": "random",
+                               "space": {"lr": {"low": 1e-4, "high": 0.1, "log": True}}})
+    _, search = new_search(raw)
+    claims = search.next_points(5, lambda params: params["lr"])
+    assert len(claims) == 3  # n_trials configurations, each once
+    assert len({c.spec.params["lr"] for c in claims}) == 3
+
+
+def test_claim_waits_for_a_trial_running_elsewhere_and_runs_it_when_its_process_dies(
+        monkeypatch):
+    """Nothing is left but another process's trial: wait, and when that process dies
+    its point is claimed here, so the sweep does not end with it unfinished."""
+    _, search = new_search(small_config())
+    claims = run_all(search)
+    other = search.study.ask()  # another process's point, still running
+    last = claims[-1]
+    other.set_user_attr("owner", "elsewhere")
+    for key, value in last.trial.user_attrs.items():
+        if key not in ("owner", "error"):  # the same point, not yet recorded
+            other.set_user_attr(key, value)
+    looks = []
+
+    def dies(seconds):  # as the heartbeat check fails a silent trial: no error
+        looks.append(seconds)
+        search.storage.set_trial_state_values(other._trial_id, TrialState.FAIL)
+
+    monkeypatch.setattr("harness.search.time.sleep", dies)
+    [again] = search.claim(1)
+    assert len(looks) == 1
+    assert again.spec.run == last.spec.run and again.trial.number > other.number
