@@ -239,6 +239,7 @@ def _check(config: Config, problems: Problems) -> None:
     if config.objective.direction:  # empty: the metric's own direction
         check("objective.direction", choice, config.objective.direction, DIRECTIONS,
               "objective.direction")
+        check("objective.direction", _check_direction, config.objective)
     tensorboard = config.logging.tensorboard
     for value, low, path in (
             (config.train.epochs, 1, "train.epochs"),
@@ -298,6 +299,16 @@ def _check_validation(fraction: float, metric: str) -> None:
         raise ConfigError(f"objective.metric: {metric} needs a validation split but "
                           "data.val_fraction is 0; set data.val_fraction (e.g. 0.1) or "
                           "choose test_acc, test_loss or train_loss")
+
+
+def _check_direction(objective: ObjectiveConfig) -> None:
+    """A direction against the metric's own would choose each trial's worst epoch."""
+    natural = METRICS.get(objective.metric)
+    if natural is not None and objective.direction != natural:
+        better = "larger" if natural == "maximize" else "smaller"
+        raise ConfigError(f"objective.direction: {objective.direction} contradicts "
+                          f"{objective.metric}, which is better {better}; use {natural} "
+                          "or leave direction out")
 
 
 def _check_name(name: str) -> None:

@@ -81,7 +81,8 @@ def bins(values: pd.Series, log: bool) -> pd.Series:
     edges = _edges(numbers[binned], log)
     if len(edges) < 2:
         binned[:] = False
-    names = [f"[{lo:g}, {hi:g})" for lo, hi in zip(edges[:-1], edges[1:], strict=False)]
+    text = _distinct_texts(edges)
+    names = [f"[{lo}, {hi})" for lo, hi in zip(text[:-1], text[1:], strict=False)]
     names[-1:] = [f"{name[:-1]}]" for name in names[-1:]]
     label = pd.Series(None, index=values.index, dtype=object)
     if binned.any():
@@ -94,6 +95,16 @@ def bins(values: pd.Series, log: bool) -> pd.Series:
     categories = [c for c in [*own.values(), *names] if c in present]
     return pd.Series(pd.Categorical(label, categories=categories, ordered=True),
                      index=values.index)
+
+
+def _distinct_texts(edges: np.ndarray) -> list[str]:
+    """The edges as text, with as few significant digits (6 or more) as keep them apart:
+    edges of a narrow range (1000.001 to 1000.0045) differ only in their 7th digit."""
+    for digits in range(6, 18):
+        text = [f"{edge:.{digits}g}" for edge in edges]
+        if len(set(text)) == len(text):
+            return text
+    return [repr(float(edge)) for edge in edges]
 
 
 def _edges(numbers: pd.Series, log: bool) -> np.ndarray:

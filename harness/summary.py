@@ -128,13 +128,15 @@ def failed_notes(c: Comparison) -> tuple[str, ...]:
     partial = board[(board["n_failed"] > 0) | (board["n_pruned"] > 0)].merge(
         reasons, on=keys, how="left")
     unranked = c.configs[c.configs["n"] == 0].merge(reasons, on=keys, how="left")
+    # Each sweep writes its own table; a comparison of several writes none.
+    listed = ("tables/failures.csv" if c.trials.get("sweep", pd.Series()).nunique() <= 1
+              else "its sweep's tables/failures.csv")
     lines = [f"- rank {row['rank']}, {setting(row, keys)}: {_lost(row)}; ranked on the "
              f"{row['n']} that completed" for _, row in partial.iterrows()]
     lines += [f"- not ranked, {setting(row, keys)}: {_lost(row)}; none completed "
-              "(tables/failures.csv)" for _, row in unranked.iterrows()]
+              f"({listed})" for _, row in unranked.iterrows()]
     if len(lines) > MAX_NOTES:
-        lines = lines[:MAX_NOTES] + [f"- and {len(lines) - MAX_NOTES} more in "
-                                     "tables/failures.csv"]
+        lines = lines[:MAX_NOTES] + [f"- and {len(lines) - MAX_NOTES} more in {listed}"]
     first = ("No configuration has a COMPLETE seed, so none is ranked." if board.empty
              else "Configurations with seeds that did not complete:")
     return (first, *lines) if lines else ()

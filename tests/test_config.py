@@ -33,6 +33,15 @@ def test_defaults_are_filled_and_resolved():
                             ).objective.direction == direction
 
 
+@pytest.mark.parametrize(("metric", "direction"), [("val_loss", "maximize"),
+                                                   ("test_acc", "minimize")])
+def test_a_direction_against_the_metrics_own_is_refused(metric, direction):
+    """It would choose each trial's worst epoch as its best."""
+    message = error_of(small_config(objective={"metric": metric, "direction": direction}))
+    assert message.startswith(f"objective.direction: {direction} contradicts {metric}")
+    assert "leave direction out" in message
+
+
 @pytest.mark.parametrize("metric", ["val_acc", "val_loss"])
 def test_a_validation_objective_needs_a_validation_split(metric):
     message = error_of(small_config(data={"val_fraction": 0}, objective={"metric": metric}))

@@ -18,9 +18,10 @@ def test_the_shipped_experiments_are_there():
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
-def test_every_experiment_validates(path: Path):
+def test_every_experiment_validates_and_selects_on_validation(path: Path):
     config = load_config(path)
     assert config.name and total_points(config) >= 1
+    assert config.objective.metric.startswith("val_") and config.data.val_fraction > 0
 
 
 def test_the_quickstart_runs_offline_with_one_complete_row_per_point(tmp_path):

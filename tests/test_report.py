@@ -1,6 +1,7 @@
 """compare and report on real sweep directories, through the command line."""
 
 import io
+import math
 import re
 import shutil
 from html.parser import HTMLParser
@@ -274,3 +275,49 @@ def test_compared_sweeps_past_20_trials_have_a_band_each(thirty, tmp_path):
         [label.split(": ")[0] for label in named]).value_counts(), fill_value=0)
     assert sorted(bands) == sorted(f"{name}: the other {n}: median, quartiles"
                                    for name, n in counts.items())
+
+
+def test_a_configuration_that_diverged_for_some_seeds_is_ranked_on_the_others(
+        tmp_path, monkeypatch):
+    """A real sweep: lr 1e6 diverges for every seed and is only in failures.csv; lr 0.01
+    diverges for its second seed (its first epoch's loss made nan), is ranked on its
+    first, shows n_failed 1, and summary.md lists it under the leaderboard."""
+    import dataclasses
+
+    import harness.trainers.single
+
+    real, calls = harness.trainers.single.train_epoch, []
+
+    def train_epoch(*args, **kwargs):
+        calls.append(1)
+        stats = real(*args, **kwargs)
+        return dataclasses.replace(stats, loss=math.nan) if len(calls) == 3 else stats
+
+    monkeypatch.setattr(harness.trainers.single, "train_epoch", train_epoch)
+    raw = small_config(search={"space": {"lr": [0.01, 1e6], "batch_size": [32],
+                                         "optimizer": ["sgd"]}, "seeds": [0, 1]},
+                       data={"train_size": 128, "test_size": 64})
+    out = tmp_path / "out"
+    run_sweep(parse_config(raw), SweepOptions(out=out, progress=False))
+    trials = pd.read_csv(out / "trials.csv")
+    assert list(trials["state"]) == ["COMPLETE", "FAIL", "FAIL", "FAIL"]
+    board = pd.read_csv(out / "tables" / "leaderboard.csv")
+    assert list(board["lr"]) == [0.01]
+    assert board.loc[0, ["rank", "n", "n_failed"]].tolist() == [1, 1, 1]
+    failures = pd.read_csv(out / "tables" / "failures.csv")
+    unranked = failures[~failures["ranked"]]
+    assert set(unranked["lr"]) == {1e6} and set(failures["lr"]) == {0.01, 1e6}
+    text = (out / "summary.md").read_text()
+    assert "- rank 1, " in text and "1 of 2 seeds failed" in text
+    assert "- not ranked, " in text and "(tables/failures.csv)" in text
+
+
+def test_a_comparison_points_to_each_sweeps_own_failures_table(sweeps):
+    result = run_cli("compare", "first", "second", "--format", "md", cwd=sweeps)
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stdout.splitlines() if line.startswith("- not ranked")]
+    # lr 1e6 with either optimizer, in either sweep
+    assert len(notes) == 4 and all("(its sweep's tables/failures.csv)" in n for n in notes)
+    for name in ("first", "second"):
+        failures = pd.read_csv(sweeps / name / "tables" / "failures.csv")
+        assert set(failures["lr"]) == {1.0e6}

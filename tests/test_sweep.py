@@ -186,10 +186,15 @@ def test_hyperband_never_prunes_a_trial_at_its_last_epoch(tmp_path):
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'r'}/study.db")
     # Every epoch was reported to Optuna, the last ones too; a diverged epoch (a lr near
     # 0.5, depending on the draws) stops its trial before it is reported.
+    history = pd.read_csv(tmp_path / "r" / "history.csv")
     for t in study.trials:
         epochs = len(t.user_attrs["result"]["history"])
         epochs -= t.user_attrs["error"].startswith("diverged")
         assert sorted(t.intermediate_values) == list(range(1, epochs + 1))
+        # What the pruner compares is the objective, val_acc: never a test metric.
+        mine = history[history.run == t.user_attrs["run"]].set_index("epoch")
+        for epoch, value in t.intermediate_values.items():
+            assert value == pytest.approx(mine.loc[epoch, "val_acc"])
 
 
 def test_an_interrupted_trial_is_saved_and_rerun(tmp_path, monkeypatch):

@@ -10,6 +10,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from harness import slices, summary, tables
+from harness import stats as harness_stats
 from harness.results import write_tables
 from harness.tables import Spec
 
@@ -196,6 +197,16 @@ def test_continuous_hyperparameters_are_binned_with_unique_labels():
     assert len(board) == 29  # the leaderboard never pools different lrs
     shown = summary.display(board)["lr"]
     assert shown.is_unique
+
+
+def test_bins_of_a_narrow_range_keep_their_labels_apart():
+    """Edges that differ only past the 6th significant digit still label bins apart."""
+    values = pd.Series([1000.001, 1000.002, 1000.003, 1000.0045])
+    labelled = harness_stats.bins(values, False)
+    assert labelled.cat.categories.is_unique and len(labelled.cat.categories) >= 2
+    assert labelled.notna().all()
+    lows = [float(c[1:].split(",")[0]) for c in labelled]
+    assert all(low <= v for low, v in zip(lows, values, strict=True))
 
 
 def test_bins_are_readable_and_log_spaced_for_lr():

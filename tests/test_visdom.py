@@ -90,6 +90,14 @@ def sweep(out, port=None, **config):
     return run_sweep(parse_config(raw), SweepOptions(out=out, progress=False))
 
 
+def html_table(html):
+    """The one <table> of a pane as text cells, by its header."""
+    header = re.findall(r"<th>(.*?)</th>", html)
+    rows = [re.findall(r"<td>(.*?)</td>", row) for row in re.findall(
+        r"<tr>(.*?)</tr>", html, re.S) if "<td>" in row]
+    return pd.DataFrame(rows, columns=header)
+
+
 def traces(viz, win):
     data = json.loads(viz.get_window_data(win, env="test-env"))
     return {t["name"]: list(zip(t["x"], t["y"], strict=True)) for t in data["content"]["data"]}
@@ -108,6 +116,13 @@ def test_the_env_holds_one_trace_per_trial_equal_to_history(server, tmp_path):
             assert [y for _, y in logged[run]] == pytest.approx(rows[column].tolist())
     for pane in ("leaderboard", "progress"):
         assert viz.win_exists(pane, env="test-env")
+    board = json.loads(viz.get_window_data("leaderboard", env="test-env"))["content"]
+    shown = html_table(board)
+    trials = pd.read_csv(tmp_path / "r" / "trials.csv")
+    best = trials.sort_values("value", ascending=False).iloc[0]
+    assert shown.loc[0, "run"] == best.run and len(shown) == 4
+    assert float(shown.loc[0, "val_acc"]) == pytest.approx(best.val_acc, abs=1e-4)  # objective
+    assert float(shown.loc[0, "test_acc"]) == pytest.approx(best.test_acc, abs=1e-4)
     progress = json.loads(viz.get_window_data("progress", env="test-env"))["content"]
     assert "4 / 4 trials done" in progress
     assert (env_path / "test-env.json").exists()  # saved: survives a server restart
