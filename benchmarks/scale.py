@@ -40,7 +40,7 @@ CONFIGURATIONS = 80  # 20 learning rates x 2 optimizers x 2 batch sizes
 WINDOW = 100  # trials at the start and at the end that are compared
 ENDING = {  # the steps of a sweep's ending that the child times: module, function
     "trials.csv and history.csv rebuilt": ("harness.sweep", "rebuild"),
-    "importance": ("harness.bookkeeping", "rank_hparams"),
+    "importance": ("harness.results.bookkeeping", "rank_hparams"),
     "summary.md and tables/ (importance included)": ("harness.sweep", "final_tables"),
 }
 
@@ -65,7 +65,7 @@ def child(config: str, out: str, notes_path: str) -> None:
     import importlib
     import runpy
 
-    import harness.search
+    import harness.study.search
 
     notes: dict[str, list[Any]] = {"trials": [], "claims": [], "ending": []}
 
@@ -79,7 +79,7 @@ def child(config: str, out: str, notes_path: str) -> None:
                 notes[kind].append([label, *span] if label else span)
         return timed
 
-    harness.search.Search.claim = timing(harness.search.Search.claim, "claims")
+    harness.study.search.Search.claim = timing(harness.study.search.Search.claim, "claims")
     import harness.groups
 
     harness.groups.run_trial = timing(harness.groups.run_trial, "trials")
@@ -149,7 +149,7 @@ def made_up_study(trials: int, values: int, seed: int = 0) -> Any:
     import optuna
     from optuna.trial import create_trial
 
-    from harness.search import distribution
+    from harness.study.search import distribution
 
     rng = np.random.default_rng(seed)
     space = {"lr": [float(v) for v in np.geomspace(1e-4, 1, values)],
@@ -178,7 +178,7 @@ def timed(action: Any) -> tuple[float, Any]:
 def run_importance() -> Table:
     import optuna
 
-    from harness.importance import METHOD, importance
+    from harness.results.importance import METHOD, importance
 
     seconds, _ = timed(lambda: __import__("sklearn.ensemble"))
     rows = [("(import scikit-learn, once)", "", f"{seconds:.2f}", "")]

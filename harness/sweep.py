@@ -14,53 +14,36 @@ import math
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import optuna
 import pandas as pd
 import torch
-from optuna.trial import TrialState
 
-from harness import stop, workers
-from harness.bookkeeping import (
-    ResultFiles,
-    Views,
-    final_tables,
-    rebuild,
-    saying,
-    signals_held,
-)
-from harness.config import (
-    Config,
-    ConfigError,
-    VisdomConfig,
-    dump_config,
-)
+from harness import stop
+from harness.config import Config, ConfigError, VisdomConfig, dump_config
 from harness.data import Dataset, load_dataset
 from harness.device import resolve_device, setup_device
-from harness.errors import warn
 from harness.files import atomic_write_csv, atomic_write_text, file_lock
 from harness.groups import population_size, run_claims
-from harness.locks import claim_lock
 from harness.models import build_model, example_input, model_summary, summary_totals
-from harness.owner import Lease
-from harness.results import rerun_row
-from harness.search import Claim, make_search, total_points
-from harness.sinks.base import Sink
-from harness.sinks.guard import Guarded, Switch
-from harness.sinks.progress import ProgressSink
-from harness.sinks.tensorboard import TensorBoardSink, write_experiment
+from harness.record import Recorder, pruning
+from harness.results.bookkeeping import ResultFiles, Views, final_tables, rebuild, saying
+from harness.sinks.factory import SweepSinks
+from harness.sinks.tensorboard import write_experiment
 from harness.sinks.visdom import VisdomSink, parse_url
-from harness.storage import check_resumable, discard, open_storage, open_study, prepare_out
+from harness.study import workers
+from harness.study.locks import claim_lock
+from harness.study.search import make_search, total_points
+from harness.study.storage import check_resumable, discard, open_storage, open_study, prepare_out
 from harness.trainers.fused import fusable_key
-from harness.types import INTERRUPTED, Training, TrialResult
+from harness.types import Training
 
 DRY_RUN_BATCHES = 2  # a dry run trains this many batches of one epoch per trial
-EXAMPLES = 256  # test digits a trial's prediction grid picks from
+
 
 class SweepInterrupted(KeyboardInterrupt):
     """Ctrl-C: what was done is saved; the interrupted trial runs again on resume."""
@@ -155,7 +138,9 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
     training = training_settings(config, max_batches)
     books = ResultFiles(out, model)
     rebuild(books, study, show=False)  # agrees with the study, whatever a crash left
-    sinks = _Sinks(config, out, data, options, books.count_done)
+    sinks = SweepSinks(config, out, data, _visdom(config, options, out), books.count_done,
+                       lines=options.progress, bar=options.progress and not options.child)
+    recorder = Recorder(study, storage, data, books, sinks.progress, options.progress)
     maximize = config.objective.maximize
     views = Views(out, books, study, config.name, maximize, sinks.refresh)
     show = options.progress and not options.child
@@ -174,9 +159,8 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
             results = []
             for claim, result, lease in run_claims(
                     claims, training, data, storage, sinks.for_trial, out / "checkpoints",
-                    lambda trial, lease: _pruning(trial, config, lease)):
-                ran += _book(study, storage, claim, result, data, lease, books, sinks,
-                             options)
+                    lambda trial, lease: pruning(trial, config.objective.metric, lease)):
+                ran += recorder.record(claim, result, lease)
                 results.append(result)
             views.after_trial(force=any(r.interrupted for r in results))
             if any(result.interrupted for result in results):
@@ -213,44 +197,6 @@ def training_settings(config: Config, max_batches: int | None = None) -> Trainin
         diverge_above=math.inf if max_batches else config.train.diverge_above)
 
 
-class _Sinks:
-    """The progress bar, TensorBoard and Visdom of one process's trials: one bar and one
-    Visdom connection for all, a TensorBoard run and a Visdom trace per trial. A kind
-    that fails once is off for every trial after (one switch per kind)."""
-
-    def __init__(self, config: Config, out: Path, data: Dataset, options: SweepOptions,
-                 done: Callable[[], int]) -> None:
-        # `done` counts the points done, whichever process ran them, from trials.csv's
-        # rows appended since it last looked: O(1) per trial.
-        self.progress = ProgressSink(total_points(config), done, lines=options.progress,
-                                     bar=options.progress and not options.child,
-                                     metric=config.objective.metric)
-        self.bar = Guarded(self.progress)
-        self.config, self.tb = config, out / "tb"
-        self.examples = (data.x_test[:EXAMPLES], data.y_test[:EXAMPLES])
-        self.live = _visdom(config, options, out)
-        self.switches = {"tensorboard": Switch(), "visdom": Switch()}
-
-    def for_trial(self) -> list[Sink]:
-        """The sinks of one trial."""
-        sinks: list[Sink] = [self.bar]
-        if self.config.logging.tensorboard is not None:
-            sinks.append(Guarded(TensorBoardSink(self.tb, self.config, self.examples),
-                                 self.switches["tensorboard"]))
-        if self.live is not None:
-            sinks.append(Guarded(self.live.trace(), self.switches["visdom"], "visdom"))
-        return sinks
-
-    def refresh(self, table: pd.DataFrame, maximize: bool) -> None:
-        if self.live is not None:
-            self.live.refresh(table, maximize)
-
-    def close(self) -> None:
-        self.progress.close()
-        if self.live is not None:
-            self.live.close()
-
-
 def _visdom(config: Config, options: SweepOptions, out: Path) -> VisdomSink | None:
     """The live view, from --visdom (a URL or off) or else logging.visdom."""
     if options.visdom == "off":
@@ -262,81 +208,6 @@ def _visdom(config: Config, options: SweepOptions, out: Path) -> VisdomSink | No
     if settings is None:
         return None
     return VisdomSink(settings, config, total_points(config), out / "history.csv")
-
-
-def _book(study: optuna.Study, storage: optuna.storages.BaseStorage, claim: Claim,
-          result: TrialResult, data: Dataset, lease: Lease, books: ResultFiles,
-          sinks: _Sinks, options: SweepOptions) -> int:
-    """Record a result in the study and its rows in the files; 1, or 0 when the trial
-    was no longer this worker's."""
-    # Told and appended as one: beside other processes' rebuilds, and whole even if
-    # Ctrl-C comes (it arrives once the trial is recorded).
-    with signals_held(), books.locked():
-        recorded = _record(study, claim, result, data, lease, options.progress)
-        if recorded:
-            books.append(storage.get_trial(claim.trial_id),
-                         lambda: study.get_trials(deepcopy=False))
-    done = recorded and not rerun_row(result.state, result.error)
-    # Its place among the sweep's done points, whichever process ran them.
-    sinks.progress.recorded(result, books.count_done() if done else None)
-    return recorded
-
-
-def _pruning(trial: optuna.Trial, config: Config, lease: Lease) -> Any:
-    metric = config.objective.metric
-
-    def on_epoch(metrics: dict[str, float]) -> bool:
-        lost = lease.lost()
-        if lost:  # stop training a point that another worker may be running
-            raise TrialTaken(f"{lost}; {DROPPED}")
-        trial.report(metrics[metric], int(metrics["epoch"]))
-        return trial.should_prune()
-
-    return on_epoch
-
-
-class TrialTaken(RuntimeError):
-    """The trial's heartbeat stopped: other workers run its point; this attempt stops."""
-
-
-DROPPED = "its point runs again and this attempt's result is dropped"
-
-
-def _record(study: optuna.Study, claim: Claim, result: TrialResult, data: Dataset,
-            lease: Lease, lines: bool) -> int:
-    """Store the result in the study (the source of every results file): 1, or 0 when
-    the trial was no longer this worker's (its result is dropped, with one line: the
-    trial's progress line when it stopped for that)."""
-    lost = lease.lost()
-    if lost:
-        said = lines and result.error.startswith(TrialTaken.__name__)
-        return _drop(claim, lost, lease, said)
-    trial = claim.trial
-    try:
-        # One attribute, one database write; `error` apart, as resuming reads it.
-        trial.set_user_attr("result", {
-            "history": result.history, "hparams": result.spec.params,
-            "duration_s": result.duration_s, "samples_per_s": result.samples_per_s,
-            "best_epoch": result.best_epoch, "value": result.value,
-            "device": str(data.device), "dataset": data.name, "val_split": data.val_digest})
-        trial.set_user_attr("error", result.error)
-        if result.state == "COMPLETE":
-            study.tell(trial, result.value)
-        else:
-            study.tell(trial, state=TrialState[result.state])
-    except optuna.exceptions.UpdateFinishedTrialError:  # taken while being recorded
-        why = "another worker took it over when its heartbeat stopped"
-        return _drop(claim, why, lease, False)
-    return 1
-
-
-def _drop(claim: Claim, why: str, lease: Lease, said: bool) -> int:
-    """A trial that is no longer this worker's: make sure its point runs again (another
-    worker may not have taken it yet) and say so, unless that is `said` already."""
-    lease.give_up(f"{INTERRUPTED}: {why}")
-    if not said:
-        warn(f"{claim.spec.run} (trial {claim.spec.number}): {why}; {DROPPED}")
-    return 0
 
 
 def visdom_url(url: str) -> VisdomConfig:

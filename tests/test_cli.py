@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from conftest import ROOT, run_cli, small_config
 
-from harness.importance import METHOD
-from harness.search import DEAD
+from harness.results.importance import METHOD
+from harness.study.search import DEAD
 
 
 def bad_config_exits_2(tmp_path, write_config, text):

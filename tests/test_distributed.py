@@ -11,7 +11,7 @@ import optuna
 import pandas as pd
 from conftest import ROOT, run_cli, small_config
 
-from harness.search import DEAD
+from harness.study.search import DEAD
 
 
 def test_three_workers_one_killed_complete_every_configuration_once(
@@ -77,8 +77,8 @@ FAST_HEARTBEATS = {"HARNESS_HEARTBEAT_S": "1", "HARNESS_GRACE_S": "3"}
 # A worker on another machine (its pid means nothing here) that is slow to train.
 FAR_AND_SLOW = """
 import sys, time
-import harness.search, harness.trainers.single
-harness.search.this_process = lambda: "a-machine-far-away:1:1"
+import harness.study.search, harness.trainers.single
+harness.study.search.this_process = lambda: "a-machine-far-away:1:1"
 real = harness.trainers.single.train_epoch
 
 def train_epoch(*args, **kwargs):
@@ -235,7 +235,7 @@ def test_a_refused_config_on_a_shared_study_writes_nothing_and_deletes_only_when
 
 OPEN_AT = """
 import sys, time
-from harness.storage import open_storage
+from harness.study.storage import open_storage
 time.sleep(max(float(sys.argv[2]) - time.time(), 0))  # all at the same moment
 with open_storage(sys.argv[1]):
     pass

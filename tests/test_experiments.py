@@ -7,7 +7,7 @@ import pytest
 from conftest import ROOT, run_cli
 
 from harness.config import load_config
-from harness.search import total_points
+from harness.study.search import total_points
 
 EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml"))
 

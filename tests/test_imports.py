@@ -76,7 +76,7 @@ def ours():  # the warnings filters harness would set (torch and scipy set their
     return [f for f in warnings.filters if f[2] is optuna.exceptions.ExperimentalWarning
             or "Heartbeat" in str(f[1])]
 before = optuna.logging.get_verbosity()
-import harness.cli, harness.sweep, harness.search, harness.sinks.tensorboard
+import harness.cli, harness.sweep, harness.study.search, harness.sinks.tensorboard
 from tensorboard.summary.writer import record_writer
 assert optuna.logging.get_verbosity() == before and ours() == []
 assert record_writer.masked_crc32c.__module__ != "harness.sinks.tensorboard"

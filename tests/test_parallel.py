@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from conftest import ROOT, run_cli, small_config
 
-from harness.storage import prepare_out
+from harness.study.storage import prepare_out
 
 TPE = {"method": "optuna", "sampler": "tpe", "n_trials": 8,
        "space": {"lr": {"low": 1e-4, "high": 0.1, "log": True}, "batch_size": [32, 64],

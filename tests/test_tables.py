@@ -9,10 +9,10 @@ import pytest
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from harness import slices, summary, tables
-from harness import stats as harness_stats
-from harness.results import write_tables
-from harness.tables import Spec
+from harness.results import slices, summary, tables
+from harness.results import stats as harness_stats
+from harness.results.directory import write_tables
+from harness.results.tables import Spec
 
 MINIMIZE = Spec(maximize=False)
 

@@ -12,8 +12,9 @@ import pytest
 from conftest import small_config
 
 import harness.trainers.single
-from harness import stop, workers
+from harness import stop
 from harness.config import parse_config
+from harness.study import workers
 from harness.sweep import SweepOptions, run_sweep
 
 

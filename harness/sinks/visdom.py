@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 import numpy as np
 import pandas as pd
 
-from harness import tables
 from harness.config import Config, VisdomConfig
+from harness.results import tables
 from harness.types import INTERRUPTED, RETRYABLE
 
 if TYPE_CHECKING:

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from harness import stats
 from harness.hyperparams import BATCH_SIZE, LOG_SCALE, LR, OPTIMIZER
-from harness.tables import DEFAULT, MAX_LEVELS, Spec, config_columns, counts
+from harness.results import stats
+from harness.results.tables import DEFAULT, MAX_LEVELS, Spec, config_columns, counts
 
 ROWS, COLUMNS = LR, BATCH_SIZE  # a pivot's axes
 

@@ -22,11 +22,11 @@ import pandas as pd
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from harness import summary, tables
 from harness.config import ConfigError
 from harness.files import atomic_write_csv, atomic_write_text
 from harness.hyperparams import NAMES
-from harness.search import latest_attempts
+from harness.results import summary, tables
+from harness.study.search import latest_attempts
 from harness.types import INTERRUPTED, RETRYABLE
 
 TRIAL_COLUMNS = [
@@ -192,7 +192,7 @@ def history_rows(t: FrozenTrial) -> list[dict[str, Any]]:
 
 def trial_row(t: FrozenTrial, model: dict[str, int]) -> dict[str, Any]:
     attrs = t.user_attrs
-    result = attrs.get("result", {})  # what the trial measured, see sweep._record
+    result = attrs.get("result", {})  # what the trial measured, see record.Recorder.store
     history: list[dict[str, float]] = result.get("history", [])
     hparams = result.get("hparams", {})
     last = history[-1] if history else {}

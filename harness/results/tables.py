@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness import stats
 from harness.hyperparams import CORE, NAMES, OPTIMIZER
+from harness.results import stats
 
 MAX_LEVELS = 12  # more distinct values than this, and a number is binned as continuous
 EXTRAS = ("best_epoch", "duration_s")  # means over COMPLETE seeds, after the tests

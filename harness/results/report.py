@@ -18,10 +18,10 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from harness import slices, summary, tables  # noqa: E402
 from harness.files import atomic_write_text  # noqa: E402
-from harness.summary import Comparison, Section  # noqa: E402
-from harness.tables import Spec  # noqa: E402
+from harness.results import slices, summary, tables  # noqa: E402
+from harness.results.summary import Comparison, Section  # noqa: E402
+from harness.results.tables import Spec  # noqa: E402
 
 TOP = 5  # learning curves of the top trials
 MAX_ROWS = 40  # of any table in the page

@@ -37,7 +37,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from harness.config import Config, Range
 from harness.hyperparams import BY_NAME, NAMES, run_name
-from harness.owner import heartbeats_on, is_dead_here, this_process
+from harness.study.owner import heartbeats_on, is_dead_here, this_process
 from harness.types import INTERRUPTED, RETRYABLE, TrialSpec
 
 DEAD = f"{INTERRUPTED}: its process died while it ran"

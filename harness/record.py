@@ -1,0 +1,104 @@
+"""A finished trial into the study (the source of every results file) and its rows into
+trials.csv and history.csv; and the pruning callback that checks, each epoch, that the
+trial is still this worker's.
+
+    recorder = Recorder(study, storage, data, books, progress, lines=True)
+    ran += recorder.record(claim, result, lease)  # 1, or 0 when another worker took it
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from harness.data import Dataset
+from harness.errors import warn
+from harness.results.bookkeeping import ResultFiles, signals_held
+from harness.results.directory import rerun_row
+from harness.sinks.progress import ProgressSink
+from harness.study.owner import Lease
+from harness.study.search import Claim
+from harness.types import INTERRUPTED, TrialResult
+
+DROPPED = "its point runs again and this attempt's result is dropped"
+
+
+class TrialTaken(RuntimeError):
+    """The trial's heartbeat stopped: other workers run its point; this attempt stops."""
+
+
+def pruning(trial: optuna.Trial, metric: str, lease: Lease) -> Any:
+    """The epoch callback of one trial: report the objective to the pruner and ask it;
+    stop training a point that another worker may be running."""
+
+    def on_epoch(metrics: dict[str, float]) -> bool:
+        lost = lease.lost()
+        if lost:
+            raise TrialTaken(f"{lost}; {DROPPED}")
+        trial.report(metrics[metric], int(metrics["epoch"]))
+        return trial.should_prune()
+
+    return on_epoch
+
+
+class Recorder:
+    """Records the results of one process's trials."""
+
+    def __init__(self, study: optuna.Study, storage: optuna.storages.BaseStorage,
+                 data: Dataset, books: ResultFiles, progress: ProgressSink, lines: bool
+                 ) -> None:
+        self.study, self.storage, self.data = study, storage, data
+        self.books, self.progress, self.lines = books, progress, lines
+
+    def record(self, claim: Claim, result: TrialResult, lease: Lease) -> int:
+        """Record a result in the study and its rows in the files; 1, or 0 when the
+        trial was no longer this worker's."""
+        # Told and appended as one: beside other processes' rebuilds, and whole even if
+        # Ctrl-C comes (it arrives once the trial is recorded).
+        with signals_held(), self.books.locked():
+            recorded = self.store(claim, result, lease)
+            if recorded:
+                self.books.append(self.storage.get_trial(claim.trial_id),
+                                  lambda: self.study.get_trials(deepcopy=False))
+        done = recorded and not rerun_row(result.state, result.error)
+        # Its place among the sweep's done points, whichever process ran them.
+        self.progress.recorded(result, self.books.count_done() if done else None)
+        return recorded
+
+    def store(self, claim: Claim, result: TrialResult, lease: Lease) -> int:
+        """Store the result in the study: 1, or 0 when the trial was no longer this
+        worker's (its result is dropped, with one line: the trial's progress line when
+        it stopped for that)."""
+        lost = lease.lost()
+        if lost:
+            said = self.lines and result.error.startswith(TrialTaken.__name__)
+            return _drop(claim, lost, lease, said)
+        trial = claim.trial
+        try:
+            # One attribute, one database write; `error` apart, as resuming reads it.
+            trial.set_user_attr("result", {
+                "history": result.history, "hparams": result.spec.params,
+                "duration_s": result.duration_s, "samples_per_s": result.samples_per_s,
+                "best_epoch": result.best_epoch, "value": result.value,
+                "device": str(self.data.device), "dataset": self.data.name,
+                "val_split": self.data.val_digest})
+            trial.set_user_attr("error", result.error)
+            if result.state == "COMPLETE":
+                self.study.tell(trial, result.value)
+            else:
+                self.study.tell(trial, state=TrialState[result.state])
+        except optuna.exceptions.UpdateFinishedTrialError:  # taken while being recorded
+            why = "another worker took it over when its heartbeat stopped"
+            return _drop(claim, why, lease, False)
+        return 1
+
+
+def _drop(claim: Claim, why: str, lease: Lease, said: bool) -> int:
+    """A trial that is no longer this worker's: make sure its point runs again (another
+    worker may not have taken it yet) and say so, unless that is `said` already."""
+    lease.give_up(f"{INTERRUPTED}: {why}")
+    if not said:
+        warn(f"{claim.spec.run} (trial {claim.spec.number}): {why}; {DROPPED}")
+    return 0
