@@ -65,7 +65,7 @@ def child(config: str, out: str, notes_path: str) -> None:
     import importlib
     import runpy
 
-    import harness.study.search
+    import harness.study.claims
 
     notes: dict[str, list[Any]] = {"trials": [], "claims": [], "ending": []}
 
@@ -79,7 +79,7 @@ def child(config: str, out: str, notes_path: str) -> None:
                 notes[kind].append([label, *span] if label else span)
         return timed
 
-    harness.study.search.Search.claim = timing(harness.study.search.Search.claim, "claims")
+    harness.study.claims.Search.claim = timing(harness.study.claims.Search.claim, "claims")
     import harness.groups
 
     harness.groups.run_trial = timing(harness.groups.run_trial, "trials")
@@ -149,7 +149,7 @@ def made_up_study(trials: int, values: int, seed: int = 0) -> Any:
     import optuna
     from optuna.trial import create_trial
 
-    from harness.study.search import distribution
+    from harness.study.claims import distribution
 
     rng = np.random.default_rng(seed)
     space = {"lr": [float(v) for v in np.geomspace(1e-4, 1, values)],

@@ -21,8 +21,8 @@ from harness.book import EpochCallback, TrialBook
 from harness.config import POPULATION_AUTO, POPULATION_OFF
 from harness.data import Dataset
 from harness.sinks.base import Sink
+from harness.study.claims import Claim
 from harness.study.owner import Lease, heartbeat
-from harness.study.search import Claim
 from harness.trainers.fused import FusedTrainer, fusable_key
 from harness.trial import run_books, run_trial
 from harness.types import INTERRUPTED, Training, TrialResult

@@ -18,8 +18,8 @@ from harness.errors import warn
 from harness.results.bookkeeping import ResultFiles, signals_held
 from harness.results.directory import rerun_row
 from harness.sinks.progress import ProgressSink
+from harness.study.claims import Claim
 from harness.study.owner import Lease
-from harness.study.search import Claim
 from harness.types import INTERRUPTED, TrialResult
 
 DROPPED = "its point runs again and this attempt's result is dropped"

@@ -15,7 +15,7 @@ import pytest
 from conftest import ROOT, run_cli, small_config
 
 from harness.results.importance import METHOD
-from harness.study.search import DEAD
+from harness.study.claims import DEAD
 
 
 def bad_config_exits_2(tmp_path, write_config, text):

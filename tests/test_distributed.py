@@ -11,7 +11,7 @@ import optuna
 import pandas as pd
 from conftest import ROOT, run_cli, small_config
 
-from harness.study.search import DEAD
+from harness.study.claims import DEAD
 
 
 def test_three_workers_one_killed_complete_every_configuration_once(
@@ -77,8 +77,8 @@ FAST_HEARTBEATS = {"HARNESS_HEARTBEAT_S": "1", "HARNESS_GRACE_S": "3"}
 # A worker on another machine (its pid means nothing here) that is slow to train.
 FAR_AND_SLOW = """
 import sys, time
-import harness.study.search, harness.trainers.single
-harness.study.search.this_process = lambda: "a-machine-far-away:1:1"
+import harness.study.claims, harness.trainers.single
+harness.study.claims.this_process = lambda: "a-machine-far-away:1:1"
 real = harness.trainers.single.train_epoch
 
 def train_epoch(*args, **kwargs):

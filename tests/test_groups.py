@@ -18,7 +18,7 @@ from harness.book import TrialBook
 from harness.config import parse_config
 from harness.data import load_dataset
 from harness.lenet import LeNet
-from harness.study.search import DEAD
+from harness.study.claims import DEAD
 from harness.sweep import SweepInterrupted, SweepOptions, run_sweep
 from harness.train import evaluate
 from harness.trainers.fused import FusedTrainer

@@ -9,7 +9,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import create_trial
 
 from harness.results.importance import METHOD, MIN_TRIALS, importance
-from harness.study.search import distribution
+from harness.study.claims import distribution
 
 LRS = tuple(float(v) for v in np.geomspace(1e-4, 1, 50))
 MOMENTA = tuple(float(v) for v in np.linspace(0, 0.99, 50))

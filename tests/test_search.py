@@ -9,8 +9,9 @@ from optuna.trial import TrialState
 
 from harness.config import parse_config
 from harness.hyperparams import run_name
+from harness.study.claims import DEAD
 from harness.study.owner import is_dead_here, this_process
-from harness.study.search import DEAD, grid_points, make_search, total_points
+from harness.study.search import grid_points, make_search, total_points
 from harness.study.storage import open_storage, open_study
 
 
@@ -219,7 +220,7 @@ def test_claim_waits_for_a_trial_running_elsewhere_and_runs_it_when_its_process_
         looks.append(seconds)
         search.storage.set_trial_state_values(other._trial_id, TrialState.FAIL)
 
-    monkeypatch.setattr("harness.study.search.time.sleep", dies)
+    monkeypatch.setattr("harness.study.claims.time.sleep", dies)
     [again] = search.claim(1)
     assert len(looks) == 1
     assert again.spec.run == last.spec.run and again.trial.number > other.number

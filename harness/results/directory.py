@@ -26,7 +26,7 @@ from harness.config import ConfigError
 from harness.files import atomic_write_csv, atomic_write_text
 from harness.hyperparams import NAMES
 from harness.results import summary, tables
-from harness.study.search import latest_attempts
+from harness.study.claims import latest_attempts
 from harness.types import INTERRUPTED, RETRYABLE
 
 TRIAL_COLUMNS = [

@@ -1,55 +1,28 @@
-"""The Optuna study: which points a sweep runs, and who runs each one.
+"""The search strategies: which points a sweep runs.
 
-A point is one configuration (lr, batch size, optimizer, ...) with one seed. A search
-strategy hands out the next points that need running as Optuna trials ("claims"),
-`next_points(k)` at a time: `GridSearch` every point of the grid exactly once;
+A strategy hands out the next points that need running as claims (started Optuna
+trials), `next_points(k)` at a time: `GridSearch` every point of the grid exactly once;
 `OptunaSearch` points the sampler proposes until n_trials configurations exist, each once
-per seed (seeds added to a sweep later run for the configurations it already has).
+per seed (seeds added to a sweep later run for the configurations it already has). What
+every strategy shares, the claim itself, is claims.py's `Search`.
 
     search = make_search(config, study, storage, lock)
     claims = search.next_points(4)  # up to 4 started trials; [] when nothing is left
-
-Claims are made under a lock, so several processes can share a study without running a
-point twice. A trial left RUNNING by a dead process, or interrupted by Ctrl-C, is handed
-out again; every other finished trial is a result.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import sys
-import time
-from collections.abc import Callable, Hashable
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 import optuna
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
-from harness.config import Config, Range
-from harness.hyperparams import BY_NAME, NAMES, run_name
-from harness.study.owner import heartbeats_on, is_dead_here, this_process
-from harness.types import INTERRUPTED, RETRYABLE, TrialSpec
-
-DEAD = f"{INTERRUPTED}: its process died while it ran"
-WAIT_S = 2.0  # at the end, how often to look at trials running in other processes
-
-
-@dataclass(frozen=True)
-class Point:
-    key: str  # identifies the point across attempts, e.g. its params and seed as JSON
-    index: int  # configuration number: the run name's prefix, shared by its seeds
-    params: dict[str, Any]  # searched values only
-    seed: int
+from harness.config import Config
+from harness.study.claims import Lock, Point, Search
 
 
 def grid_points(config: Config) -> list[Point]:
@@ -70,177 +43,12 @@ def total_points(config: Config) -> int:
     return config.search.n_trials * len(config.search.seeds)
 
 
-def make_sampler(config: Config, seed: int) -> optuna.samplers.BaseSampler:
-    if config.search.method == "optuna" and config.search.sampler == "tpe":
-        # constant_liar: a trial running in another process counts as a poor result, so
-        # TPE proposes elsewhere instead of next to it.
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
-    return optuna.samplers.RandomSampler(seed=seed)
-
-
-def claim_seed(config: Config, number: int) -> int:
-    """The sampler's seed for trial `number`. Trial numbers are unique in a study, so no
-    two claims draw alike, whichever process makes them, and a resumed sweep does not
-    replay the draws it made before. One process on a new study proposes the same points
-    every time; with several, which trials have finished when each is proposed (and so
-    what TPE has learnt) depends on timing, and the points differ from run to run."""
-    return config.train.seed + number
-
-
 def make_pruner(config: Config) -> optuna.pruners.BasePruner:
     if config.search.method != "optuna" or config.search.pruner == "none":
         return optuna.pruners.NopPruner()
     if config.search.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
     return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=config.train.epochs)
-
-
-@dataclass(frozen=True)
-class Claim:
-    trial: optuna.Trial
-    trial_id: int  # the storage's id of the trial
-    spec: TrialSpec
-
-
-Lock = Callable[[], AbstractContextManager[Any]]
-Key = Callable[[dict[str, Any]], Hashable]  # which points can train together
-
-
-class Search:
-    """Hands out the points of one study as claims; `GridSearch` and `OptunaSearch` say
-    which point is next. Claims are made under the study's claim lock (`lock`), so
-    several processes share a study without running a point twice."""
-
-    def __init__(self, config: Config, study: optuna.Study,
-                 storage: optuna.storages.BaseStorage, lock: Lock = nullcontext) -> None:
-        self.config, self.study, self.storage, self.lock = config, study, storage, lock
-        self.study_id = storage.get_study_id_from_name(study.study_name)
-        self.owner = this_process()
-        # A fault of the machine (retryable) runs again once its own attempt is over:
-        # those from earlier runs at once, this run's once more when nothing else is left.
-        self.retry_before = datetime.now()
-        # The trials other processes ran when the last look found nothing left: one may
-        # still stop (its process dies) and need running here.
-        self.running: list[FrozenTrial] = []
-
-    def next_points(self, k: int, key: Key | None = None) -> list[Claim]:
-        """Up to k points as started trials, claimed together; none when nothing is
-        left. With `key`, all share the first one's key where the strategy can choose."""
-        claims: list[Claim] = []
-        with self.lock():
-            while len(claims) < k:
-                claim = self._claim(_like(claims[0], key) if key and claims else None)
-                if claim is None:
-                    break
-                claims.append(claim)
-        return claims
-
-    def claim(self, k: int, key: Key | None = None, show: bool = False) -> list[Claim]:
-        """`next_points`; when nothing is left but trials run in other processes, wait
-        for them: one whose process dies (or whose heartbeat stops) then runs here, so a
-        sweep never ends with a point that nobody will finish."""
-        shown: list[str] = []
-        while not (claims := self.next_points(k, key)) and self.running:
-            runs = sorted(t.user_attrs.get("run", f"trial {t.number}") for t in self.running)
-            if show and runs != shown:
-                print(f"harness: waiting for {len(runs)} trial(s) running in other "
-                      f"processes ({', '.join(runs)}); a trial whose process stops runs "
-                      "here", file=sys.stderr, flush=True)
-            shown = runs
-            time.sleep(WAIT_S)
-        return claims
-
-    def retry_now(self) -> None:
-        """The end of the sweep: machine faults met so far run once more."""
-        self.retry_before = datetime.now()
-
-    def _next_point(self, trials: list[FrozenTrial], latest: dict[str, FrozenTrial],
-                    fits: Callable[[dict[str, Any]], bool] | None) -> Point | None:
-        """The strategy: a point that has never run or is due to run again, or a new
-        point (empty key) for the sampler to propose; None when nothing is left."""
-        raise NotImplementedError
-
-    def _claim(self, fits: Callable[[dict[str, Any]], bool] | None) -> Claim | None:
-        """The next point as a started trial (under the lock)."""
-        self._retire_dead()
-        trials = self.study.get_trials(deepcopy=False)
-        waiting = any(t.state == TrialState.WAITING for t in trials)
-        if not waiting:
-            point = self._next_point(trials, latest_attempts(trials), fits)
-            if point is None:
-                self.running = [t for t in trials if t.state == TrialState.RUNNING
-                                and t.user_attrs.get("owner") != self.owner]
-                return None
-            if point.key:
-                self.study.enqueue_trial(point.params, user_attrs=self._attrs(point))
-        # Used only when nothing is queued: then the new trial is number len(trials).
-        self.study.sampler = make_sampler(self.config, claim_seed(self.config, len(trials)))
-        trial = self.study.ask()
-        trial_id = self.storage.get_trial_id_from_study_id_trial_number(
-            self.study_id, trial.number)
-        if heartbeats_on(self.storage):  # from now on, its silence makes it stale
-            self.storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
-        params = self._suggest(trial)
-        if "point" not in trial.user_attrs:  # freshly sampled by the optuna method
-            self._name(trial, params)
-        elif trial.user_attrs.get("owner") != self.owner:  # queued by another process
-            trial.set_user_attr("owner", self.owner)
-        return Claim(trial, trial_id, self._spec(trial, params))
-
-    def _name(self, trial: optuna.Trial, params: dict[str, Any]) -> None:
-        """Make a freshly sampled trial the first seed of a new configuration, and queue
-        its other seeds. That takes several writes: `point`, the attribute that makes a
-        trial a claim, goes last, so a process killed before it leaves a trial that is no
-        point (retired as its dead owner's, then ignored); one killed after it leaves
-        seeds unqueued, which `OptunaSearch._added_seed` finds."""
-        point = Point(f"c{trial.number}", trial.number, params, self.config.search.seeds[0])
-        for key, value in self._attrs(point).items():
-            trial.set_user_attr(key, value)
-        for seed in self.config.search.seeds[1:]:
-            repeat = Point(f"c{trial.number}-s{seed}", trial.number, params, seed)
-            self.study.enqueue_trial(params, user_attrs=self._attrs(repeat, owner=""))
-
-    def _attrs(self, point: Point, owner: str | None = None) -> dict[str, Any]:
-        """A point's attributes, `point` last (see `_name`): the claiming process is its
-        owner, the run name follows from the point."""
-        run = run_name(point.index, self._full(point.params), point.seed,
-                       self.config.search.space)
-        return {"owner": self.owner if owner is None else owner, "index": point.index,
-                "seed": point.seed, "run": run, "point": point.key}
-
-    def _due(self, trial: FrozenTrial) -> bool:
-        if not needs_rerun(trial):
-            return False
-        start = trial.datetime_start
-        return not is_retryable(trial) or start is None or start < self.retry_before
-
-    def _retire_dead(self) -> None:
-        """Mark FAIL the RUNNING trials whose process died, so their points run again."""
-        if heartbeats_on(self.storage):
-            optuna.storages.fail_stale_trials(self.study)  # silent workers, any machine
-        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            owner = trial.user_attrs.get("owner")
-            # Claims set the owner under the lock: a trial without one lost its process.
-            if owner is None or is_dead_here(owner):
-                trial_id = self.storage.get_trial_id_from_study_id_trial_number(
-                    self.study_id, trial.number)
-                self.storage.set_trial_user_attr(trial_id, "error", DEAD)
-                self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
-
-    def _suggest(self, trial: optuna.Trial) -> dict[str, Any]:
-        params = {}
-        for name, values in self.config.search.space.items():
-            params[name] = _suggest(trial, name, values)
-        return params
-
-    def _full(self, params: dict[str, Any]) -> dict[str, Any]:
-        """The searched values over train:'s values for every searchable parameter."""
-        return {key: getattr(self.config.train, key) for key in NAMES} | params
-
-    def _spec(self, trial: optuna.Trial, params: dict[str, Any]) -> TrialSpec:
-        attrs = trial.user_attrs
-        return TrialSpec(number=trial.number, run=attrs["run"], params=self._full(params),
-                         seed=attrs["seed"])
 
 
 class GridSearch(Search):
@@ -298,56 +106,11 @@ class OptunaSearch(Search):
         return None
 
 
-def _like(first: Claim, key: Key) -> Callable[[dict[str, Any]], bool]:
-    """Whether a point's full params share `first`'s key."""
-    wanted = key(first.spec.params)
-    return lambda params: key(params) == wanted
-
-
 def make_search(config: Config, study: optuna.Study, storage: optuna.storages.BaseStorage,
                 lock: Lock = nullcontext) -> Search:
     """The strategy search.method names, on `study`."""
     kind = GridSearch if config.search.method == "grid" else OptunaSearch
     return kind(config, study, storage, lock)
-
-
-def latest_attempts(trials: list[FrozenTrial]) -> dict[str, FrozenTrial]:
-    """The newest trial of every point: earlier attempts were interrupted and rerun."""
-    latest: dict[str, FrozenTrial] = {}
-    for trial in sorted(trials, key=lambda t: t.number):
-        key = trial.user_attrs.get("point")
-        if key is not None:
-            latest[key] = trial
-    return latest
-
-
-def distribution(name: str, values: tuple[Any, ...] | Range) -> BaseDistribution:
-    if isinstance(values, Range):
-        if BY_NAME[name].kind is int:
-            return IntDistribution(int(values.low), int(values.high), log=values.log)
-        return FloatDistribution(values.low, values.high, log=values.log)
-    return CategoricalDistribution(values)
-
-
-def _suggest(trial: optuna.Trial, name: str, values: tuple[Any, ...] | Range) -> Any:
-    dist = distribution(name, values)
-    if isinstance(dist, IntDistribution):
-        return trial.suggest_int(name, dist.low, dist.high, log=dist.log)
-    if isinstance(dist, FloatDistribution):
-        return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
-    return trial.suggest_categorical(name, list(values))  # type: ignore[arg-type]
-
-
-def needs_rerun(trial: FrozenTrial) -> bool:
-    """Interrupted, failed by a fault of the machine (retryable), or failed by the
-    heartbeat check (which leaves no error: our own failures always record one)."""
-    error = trial.user_attrs.get("error")
-    return trial.state == TrialState.FAIL and (
-        error is None or error.startswith((INTERRUPTED, RETRYABLE)))
-
-
-def is_retryable(trial: FrozenTrial) -> bool:
-    return str(trial.user_attrs.get("error")).startswith(RETRYABLE)
 
 
 def _key(params: dict[str, Any], seed: int) -> str:
