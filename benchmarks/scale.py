@@ -210,6 +210,9 @@ def main() -> None:
     if sys.argv[1:2] == ["--child"]:
         child(*sys.argv[2:5])
         return
+    from harness.quiet import quiet_dependencies
+
+    quiet_dependencies()  # as the CLI does: no Optuna line per made-up study
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=2000)

@@ -21,10 +21,10 @@ def test_population_benchmark_runs_on_the_cpu_and_writes_its_table(tmp_path):
     table = pd.read_csv(out / "population.csv")
     assert {"mode", "conv", "cuda_graph", "members", "trials_per_hour", "speedup",
             "member_samples_per_s", "samples_per_s", "peak_mem_mb", "note"} <= set(table)
-    assert list(table["mode"]) == ["sequential"] + ["fused"] * 4
+    assert list(table["mode"]) == ["sequential"] + ["fused"] * 6
     fused = table[table["mode"] == "fused"]
     assert sorted(zip(fused["conv"], fused["members"], strict=True)) == [
-        ("grouped", 1), ("grouped", 4), ("vmap", 1), ("vmap", 4)]
+        ("grouped", 1), ("grouped", 4), ("loop", 1), ("loop", 4), ("vmap", 1), ("vmap", 4)]
     assert (table["trials_per_hour"] > 0).all() and (table["peak_mem_mb"] > 0).all()
     assert "extrapolated" in table.loc[0, "note"]
     assert (out / "population.png").stat().st_size > 0

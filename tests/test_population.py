@@ -1,3 +1,4 @@
+import dataclasses
 import functools
 import math
 
@@ -148,6 +149,28 @@ def test_a_stopped_member_keeps_its_weights_and_the_others_go_on():
     for k in (0, 1, 3):
         assert stats.train_loss[k] == pytest.approx(reference("sgd")[k][1]["train_loss"],
                                                     rel=TOLERANCE)
+
+
+@pytest.mark.parametrize("optimizer", list(FUSED_OPTIMIZERS))
+def test_on_the_cpu_a_float32_population_trains_exactly_as_its_trials_alone(optimizer):
+    """The CPU's convolutions go one member after another: each member's weights are
+    bit for bit those of its trial run alone, however chaotic its optimizer; the losses
+    differ only by how a float32 sum is ordered."""
+    members = [dataclasses.replace(m, lr=m.lr * 4) for m in members_for(optimizer)]
+    trainer = PopulationTrainer(members, optimizer, BATCH, "cpu")
+    assert trainer.net.conv == "loop"
+    (x, y), _, (x_test, y_test) = digits(torch.float32)
+    losses = [trainer.epoch(x, y).train_loss for _ in range(EPOCHS)]
+    for k, member in enumerate(members):
+        torch.manual_seed(member.seed)
+        model = LeNet()
+        opt = build_optimizer(model.parameters(), member.values(optimizer))
+        generator = torch.Generator().manual_seed(member.seed)
+        alone = [train_epoch(model, opt, x, y, BATCH, generator).loss for _ in range(EPOCHS)]
+        state = trainer.state_dicts([k])[0]
+        for name, value in model.state_dict().items():
+            assert torch.equal(state[name], value), (member, name)
+        assert [row[k] for row in losses] == pytest.approx(alone, rel=1e-6)
 
 
 def test_a_population_of_one_in_float32_equals_the_single_trainer():

@@ -57,6 +57,14 @@ class PopulationEpoch:
     diverged: list[bool]  # per member: stopped during this epoch (non-finite loss or weights)
 
 
+def default_conv(device: torch.device) -> str:
+    """On CUDA one grouped convolution for all members (the launches are what cost
+    there: README's table); on the CPU one member after another, which is as fast there
+    as fusing (the arithmetic is what costs) and gives each member exactly the numbers
+    of its trial run alone."""
+    return "grouped" if device.type == "cuda" else "loop"
+
+
 @dataclass(frozen=True)
 class PopulationEval:
     loss: list[float]  # per member: mean cross-entropy
@@ -67,7 +75,7 @@ class PopulationTrainer:
     """K LeNets trained as one; see the module's docstring."""
 
     def __init__(self, members: Sequence[Member], optimizer: str, batch_size: int,
-                 device: torch.device | str, *, conv: str = "grouped",
+                 device: torch.device | str, *, conv: str | None = None,
                  cuda_graph: bool = False, amp: bool = False,
                  dtype: torch.dtype = torch.float32) -> None:
         self.device = torch.device(device)
@@ -75,7 +83,7 @@ class PopulationTrainer:
             raise ValueError(f"cuda_graph needs a CUDA device, not {self.device}")
         self.members, self.batch_size, self.amp = list(members), batch_size, amp
         self.net = StackedLeNet(seeded_lenets([m.seed for m in self.members]), self.device,
-                                dtype, conv)
+                                dtype, conv or default_conv(self.device))
         self.k = self.net.k
         self.optimizer = build_fused_optimizer(
             optimizer, self.net.flat, [m.lr for m in self.members],

@@ -4,7 +4,10 @@ The parameters live in one `[K, P]` tensor (`flat`), member k's row being its Le
 parameters in `named_parameters()` order, so a vectorized optimizer updates all of them
 with a few ops; each layer's `[K, ...]` view of it is an autograd leaf. Convolutions run
 as one grouped convolution with the members as groups (what `torch.func.vmap`'s own conv
-rule does) or through `vmap` over `functional_call`; linear layers as `baddbmm`.
+rule does), through `vmap` over `functional_call`, or one member after another
+(`loop`: the kernels of one LeNet, so on the CPU each member's numbers are bit for bit
+those of its trial run alone); linear layers as `baddbmm`, which gives each member
+exactly what its own `nn.Linear` gives.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from torch import Tensor, nn
 
 from harness.lenet import LeNet
 
-CONVS = ("grouped", "vmap")  # how the members' convolutions are batched
+CONVS = ("grouped", "vmap", "loop")  # how the members' convolutions are batched
 
 
 def seeded_lenets(seeds: Sequence[int]) -> list[LeNet]:
@@ -59,7 +62,7 @@ class StackedLeNet:
 
     def gather(self, x: Tensor, idx: Tensor) -> Tensor:
         """Each member's batch (`idx`: [K, b] rows of `x`) in the layout `forward` reads."""
-        if self.conv == "vmap":
+        if self.conv in ("vmap", "loop"):
             return x[idx]  # [K, b, C, H, W]
         batch = x[idx.t()]  # [b, K, C, H, W]: members as channel groups
         return batch.reshape(batch.shape[0], -1, *batch.shape[3:])
@@ -68,12 +71,16 @@ class StackedLeNet:
         """Logits [K, b, classes] of each member on its own batch (from `gather`)."""
         if self.conv == "vmap":
             return torch.func.vmap(self._one, in_dims=(0, 0))(self.params, batch)
+        if self.conv == "loop":
+            return self._looped(batch, shared=False)
         return self._grouped(batch, shared=False)
 
     def forward_shared(self, x: Tensor) -> Tensor:
         """Logits [K, b, classes] of every member on the same inputs x ([b, C, H, W])."""
         if self.conv == "vmap":
             return torch.func.vmap(self._one, in_dims=(0, None))(self.params, x)
+        if self.conv == "loop":
+            return self._looped(x, shared=True)
         return self._grouped(x, shared=True)
 
     def state_dicts(self, members: Sequence[int]) -> list[dict[str, Tensor]]:
@@ -98,7 +105,21 @@ class StackedLeNet:
         h = F.max_pool2d(F.relu(h), 2)
         h = _conv(h, p["conv2.weight"], p["conv2.bias"], groups=k)
         h = F.max_pool2d(F.relu(h), 2)
-        h = h.reshape(h.shape[0], k, -1).transpose(0, 1)  # [K, b, features]
+        return self._head(h.reshape(h.shape[0], k, -1).transpose(0, 1))  # [K, b, features]
+
+    def _looped(self, x: Tensor, shared: bool) -> Tensor:
+        """LeNet's forward with each member's convolutions on its own."""
+        p, features = self.params, []
+        for k in range(self.k):
+            h = x if shared else x[k]
+            h = F.max_pool2d(F.relu(F.conv2d(h, p["conv1.weight"][k], p["conv1.bias"][k])), 2)
+            h = F.max_pool2d(F.relu(F.conv2d(h, p["conv2.weight"][k], p["conv2.bias"][k])), 2)
+            features.append(h.flatten(1))
+        return self._head(torch.stack(features))
+
+    def _head(self, h: Tensor) -> Tensor:
+        """The fully connected layers on features [K, b, 400]: logits [K, b, classes]."""
+        p = self.params
         h = F.relu(_linear(h, p["fc1.weight"], p["fc1.bias"]))
         h = F.relu(_linear(h, p["fc2.weight"], p["fc2.bias"]))
         return _linear(h, p["fc3.weight"], p["fc3.bias"])
