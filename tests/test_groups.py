@@ -271,3 +271,33 @@ def test_the_population_is_a_flag_and_a_config_field(tmp_path, write_config):
                    cwd=tmp_path).stderr.strip()
     assert line == ("harness: --population: 'many' is not valid; use auto, off or the "
                     "number of trials to train together (an integer >= 1)")
+
+
+def test_members_get_weight_histograms_and_prediction_images_of_their_own(tmp_path):
+    """Each member's TensorBoard run: histograms of its own weights every epoch (the
+    last one's equal to its checkpoint where the last epoch was the best) and its own
+    prediction grid at the end."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    raw = small_config(name="tb", logging={"tensorboard": True, "visdom": False},
+                       search={"seeds": [0, 1], "space": {
+                           "lr": [0.01, 0.03], "batch_size": [32], "optimizer": ["sgd"]}})
+    outcome = sweep(raw, tmp_path / "r", population=4)
+    assert (outcome.trials.state == "COMPLETE").all() and len(outcome.trials) == 4
+    maxima = set()
+    for row in outcome.trials.itertuples():
+        events = EventAccumulator(str(tmp_path / "r" / "tb" / row.run),
+                                  size_guidance={"histograms": 0, "images": 0})
+        events.Reload()
+        assert "test/predictions" in events.Tags()["images"]
+        logged = events.Histograms("weights/conv1.weight")
+        assert [h.step for h in logged] == [1, 2]
+        last = logged[-1].histogram_value
+        assert last.num == 6 * 1 * 5 * 5
+        maxima.add(last.max)
+        if row.best_epoch == 2:
+            weights = torch.load(tmp_path / "r" / "checkpoints" / f"{row.run}.pt",
+                                 weights_only=True)["conv1.weight"]
+            assert last.max == pytest.approx(weights.max().item())
+            assert last.min == pytest.approx(weights.min().item())
+    assert len(maxima) == 4  # each run shows its own member's weights

@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from harness.data import Dataset
 from harness.hyperparams import BATCH_SIZE, LR, MOMENTUM, OPTIMIZER, WEIGHT_DECAY
+from harness.lenet import LeNet
 from harness.trainers.population import Member, PopulationEval, PopulationTrainer
 from harness.types import EpochMetrics, Training, TrialSpec
 
@@ -57,11 +58,18 @@ class FusedTrainer:
         self.training, self.data = training, data
         self.parts = [_Part(specs, training, data.device)]
         self.epochs_done = 0
+        self.modules: dict[int, nn.Module] = {}  # members' LeNets for the sinks
 
-    def module(self, member: TrialSpec) -> None:
-        """No module of its own: a member's weights are a row of the fused ones, so
-        sinks skip what needs a module (histograms, prediction images)."""
-        return None
+    def module(self, member: TrialSpec) -> nn.Module:
+        """A LeNet holding the member's weights, copied in after every epoch on the
+        device (no host sync): what sinks read for weight histograms and prediction
+        images. It has no gradients: the population's are never kept per parameter."""
+        model = self.modules.get(member.number)
+        if model is None:
+            model = LeNet().to(self.data.device).requires_grad_(False)
+            self.modules[member.number] = model
+            self._copy_into(member.number, model)
+        return model
 
     def epoch(self, members: Sequence[TrialSpec]) -> list[EpochMetrics]:
         """Train every active member one epoch, then evaluate all on validation and
@@ -79,6 +87,8 @@ class FusedTrainer:
             for k, number in enumerate(part.numbers):
                 evals[number] = (val.loss[k], val.acc[k], test.loss[k], test.acc[k])
         self.epochs_done += 1
+        for number, model in self.modules.items():
+            self._copy_into(number, model)
         epoch_s = time.perf_counter() - t0
         batch_size = self.parts[0].trainer.batch_size
         out = []
@@ -140,6 +150,13 @@ class FusedTrainer:
             nan = [math.nan] * part.trainer.k
             return PopulationEval(nan, nan)
         return part.trainer.evaluate(x, y, self.training.eval_batch_size)
+
+    @torch.no_grad()
+    def _copy_into(self, number: int, model: nn.Module) -> None:
+        part, k = self._find(number)
+        rows = part.trainer.net.params
+        for name, param in model.named_parameters():
+            param.copy_(rows[name][k])
 
     def _find(self, number: int) -> tuple[_Part, int]:
         for part in self.parts:
