@@ -274,9 +274,9 @@ def test_the_population_is_a_flag_and_a_config_field(tmp_path, write_config):
 
 
 def test_members_get_weight_histograms_and_prediction_images_of_their_own(tmp_path):
-    """Each member's TensorBoard run: histograms of its own weights every epoch (the
-    last one's equal to its checkpoint where the last epoch was the best) and its own
-    prediction grid at the end."""
+    """Each member's TensorBoard run: its step losses, histograms of its own weights
+    every epoch (the last one's equal to its checkpoint where the last epoch was the
+    best) and its own prediction grid at the end."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     raw = small_config(name="tb", logging={"tensorboard": True, "visdom": False},
@@ -290,6 +290,7 @@ def test_members_get_weight_histograms_and_prediction_images_of_their_own(tmp_pa
                                   size_guidance={"histograms": 0, "images": 0})
         events.Reload()
         assert "test/predictions" in events.Tags()["images"]
+        assert "train/loss_step" in events.Tags()["scalars"]
         logged = events.Histograms("weights/conv1.weight")
         assert [h.step for h in logged] == [1, 2]
         last = logged[-1].histogram_value

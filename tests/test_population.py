@@ -160,17 +160,23 @@ def test_on_the_cpu_a_float32_population_trains_exactly_as_its_trials_alone(opti
     trainer = PopulationTrainer(members, optimizer, BATCH, "cpu")
     assert trainer.net.conv == "loop"
     (x, y), _, (x_test, y_test) = digits(torch.float32)
-    losses = [trainer.epoch(x, y).train_loss for _ in range(EPOCHS)]
+    epochs = [trainer.epoch(x, y, log_every=2) for _ in range(EPOCHS)]
     for k, member in enumerate(members):
         torch.manual_seed(member.seed)
         model = LeNet()
         opt = build_optimizer(model.parameters(), member.values(optimizer))
         generator = torch.Generator().manual_seed(member.seed)
-        alone = [train_epoch(model, opt, x, y, BATCH, generator).loss for _ in range(EPOCHS)]
+        alone = [train_epoch(model, opt, x, y, BATCH, generator, log_every=2)
+                 for _ in range(EPOCHS)]
         state = trainer.state_dicts([k])[0]
         for name, value in model.state_dict().items():
             assert torch.equal(state[name], value), (member, name)
-        assert [row[k] for row in losses] == pytest.approx(alone, rel=1e-6)
+        for got, want in zip(epochs, alone, strict=True):
+            assert got.train_loss[k] == pytest.approx(want.loss, rel=1e-6)
+            # every other step's loss, as TensorBoard's train/loss_step shows it
+            assert [s for s, _ in got.step_losses[k]] == [s for s, _ in want.step_losses]
+            assert [v for _, v in got.step_losses[k]] == pytest.approx(
+                [v for _, v in want.step_losses], rel=1e-6)
 
 
 def test_a_population_of_one_in_float32_equals_the_single_trainer():

@@ -27,6 +27,7 @@ from harness.trainers.population import Member, PopulationEval, PopulationTraine
 from harness.types import EpochMetrics, Training, TrialSpec
 
 FUSED_KEYS = (OPTIMIZER, BATCH_SIZE)  # what the members of one population share
+Trained = tuple[float, int, list[tuple[int, float]]]  # train loss, samples, step losses
 
 
 def fusable_key(params: dict[str, Any]) -> tuple[Any, ...]:
@@ -75,7 +76,7 @@ class FusedTrainer:
         """Train every active member one epoch, then evaluate all on validation and
         test, one pass each; the times are the population's."""
         t0 = time.perf_counter()
-        measured: dict[int, tuple[float, int]] = {}
+        measured: dict[int, Trained] = {}
         wanted = [m.number for m in members]
         for part in [p for p in self.parts if set(p.numbers) & set(wanted)]:
             measured |= self._train(part, wanted)
@@ -93,12 +94,12 @@ class FusedTrainer:
         batch_size = self.parts[0].trainer.batch_size
         out = []
         for member in members:
-            loss, seen = measured[member.number]
+            loss, seen, step_losses = measured[member.number]
             val_loss, val_acc, test_loss, test_acc = evals[member.number]
             out.append(EpochMetrics(
                 train_loss=loss, val_loss=val_loss, val_acc=val_acc, test_loss=test_loss,
                 test_acc=test_acc, seen=seen, steps=-(-seen // batch_size), train_s=train_s,
-                epoch_s=epoch_s))
+                epoch_s=epoch_s, step_losses=step_losses))
         return out
 
     def weights(self, member: TrialSpec) -> dict[str, Tensor]:
@@ -112,32 +113,33 @@ class FusedTrainer:
             part, k = self._find(member.number)
             part.trainer.stop([k])
 
-    def _train(self, part: _Part, wanted: list[int]) -> dict[int, tuple[float, int]]:
-        """One epoch of this part: (train loss, samples) per wanted member. A part made
-        by a split first catches up with the epochs done. On out of memory, its wanted
-        members go on in two smaller parts."""
-        data = self.data
+    def _train(self, part: _Part, wanted: list[int]) -> dict[int, Trained]:
+        """One epoch of this part: (train loss, samples, step losses) per wanted member.
+        A part made by a split first catches up with the epochs done. On out of memory,
+        its wanted members go on in two smaller parts."""
+        data, training = self.data, self.training
         try:
             while part.done < self.epochs_done:
-                part.trainer.epoch(data.x_train, data.y_train, self.training.max_batches)
+                part.trainer.epoch(data.x_train, data.y_train, training.max_batches)
                 part.done += 1
-            stats = part.trainer.epoch(data.x_train, data.y_train, self.training.max_batches)
+            stats = part.trainer.epoch(data.x_train, data.y_train, training.max_batches,
+                                       training.log_every)
             part.done += 1
         except torch.OutOfMemoryError:
             if len(part.numbers) == 1:
                 raise
             return self._split(part, [n for n in part.numbers if n in wanted])
-        return {n: (stats.train_loss[k], stats.seen) for k, n in enumerate(part.numbers)
-                if n in wanted}
+        return {n: (stats.train_loss[k], stats.seen, stats.step_losses[k])
+                for k, n in enumerate(part.numbers) if n in wanted}
 
-    def _split(self, part: _Part, live: list[int]) -> dict[int, tuple[float, int]]:
+    def _split(self, part: _Part, live: list[int]) -> dict[int, Trained]:
         """Replace `part` with two halves of its live members, trained anew."""
         self.parts.remove(part)
         del part
         if self.data.device.type == "cuda":
             torch.cuda.empty_cache()
         half = max(1, len(live) // 2)
-        measured: dict[int, tuple[float, int]] = {}
+        measured: dict[int, Trained] = {}
         for numbers in (live[:half], live[half:]):
             if numbers:
                 new = _Part([self.specs[n] for n in numbers], self.training, self.data.device)

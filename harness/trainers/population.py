@@ -21,7 +21,7 @@ CUDA the training step can be captured once as a CUDA graph and replayed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -55,6 +55,8 @@ class PopulationEpoch:
     seen: int  # training samples each active member was shown this epoch
     active: list[bool]  # per member: still training after this epoch
     diverged: list[bool]  # per member: stopped during this epoch (non-finite loss or weights)
+    # per member: (step in the epoch, that step's loss) every log_every steps
+    step_losses: list[list[tuple[int, float]]] = field(default_factory=list)
 
 
 def default_conv(device: torch.device) -> str:
@@ -92,6 +94,7 @@ class PopulationTrainer:
         self._active = torch.ones(self.k, dtype=torch.bool, device=self.device)
         self._loss_sum = torch.zeros(self.k, dtype=dtype, device=self.device)
         self._seen = torch.zeros(self.k, dtype=torch.long, device=self.device)
+        self._last_losses = torch.zeros(self.k, dtype=dtype, device=self.device)  # the step's
         self.cuda_graph = cuda_graph
         self._graph: _StepGraph | None = None
         self._graph_data: tuple[Tensor, Tensor] | None = None
@@ -108,8 +111,11 @@ class PopulationTrainer:
         if members:
             self._active[members] = False
 
-    def epoch(self, x: Tensor, y: Tensor, max_batches: int | None = None) -> PopulationEpoch:
-        """One pass over (x, y) for every active member, each in its own random order."""
+    def epoch(self, x: Tensor, y: Tensor, max_batches: int | None = None,
+              log_every: int = 0) -> PopulationEpoch:
+        """One pass over (x, y) for every active member, each in its own random order;
+        every `log_every` steps each member's loss is kept on the device, and all are
+        read with the epoch's means, in one sync (as `train_epoch` does)."""
         n, b = len(x), self.batch_size
         orders = torch.stack([torch.randperm(n, generator=g) for g in self.generators])
         orders = orders.to(x.device, non_blocking=True)
@@ -117,16 +123,22 @@ class PopulationTrainer:
         started = self._active.clone()
         self._loss_sum.zero_()
         self._seen.zero_()
+        sampled: list[Tensor] = []
         for step in range(steps):
             self._run_step(x, y, orders[:, step * b : (step + 1) * b])
-        loss_sum, seen, was_active, active = torch.stack([
+            if log_every and step % log_every == 0:
+                sampled.append(self._last_losses.clone())
+        loss_sum, seen, was_active, active, *rows = torch.stack([
             self._loss_sum.double(), self._seen.double(), started.double(),
-            self._active.double()]).tolist()
+            self._active.double(), *(row.double() for row in sampled)]).tolist()
+        logged = range(0, len(rows) * log_every, log_every) if log_every else range(0)
         return PopulationEpoch(
             train_loss=[s / c if c else float("nan") for s, c in zip(loss_sum, seen,
                                                                        strict=True)],
             seen=min(n, steps * b), active=[bool(a) for a in active],
-            diverged=[bool(w and not a) for w, a in zip(was_active, active, strict=True)])
+            diverged=[bool(w and not a) for w, a in zip(was_active, active, strict=True)],
+            step_losses=[[(step, row[k]) for step, row in zip(logged, rows, strict=True)]
+                         for k in range(self.k)])
 
     @torch.inference_mode()
     def evaluate(self, x: Tensor, y: Tensor, batch_size: int = 1000) -> PopulationEval:
@@ -165,6 +177,7 @@ class PopulationTrainer:
         grads = torch.autograd.grad(total, list(self.net.params.values()))
         grad = torch.cat([g.reshape(self.k, -1) for g in grads], 1)
         applied = self.optimizer.step(grad, live & torch.isfinite(losses))
+        self._last_losses.copy_(losses.detach())
         self._loss_sum += torch.where(live, losses.detach() * idx.shape[1], 0)
         self._seen.add_(live, alpha=idx.shape[1])
         self._active.copy_(applied)
