@@ -30,7 +30,7 @@ from harness.types import INTERRUPTED, Training, TrialResult
 # `auto` on CUDA. The README's table (one H200, LeNet, batch 64): 32 trials at once give
 # 76x the trials per hour of one at a time and 128 give 85x; 32 keeps an Optuna search
 # adaptive (each population is sampled knowing the results of the ones before). On a
-# CPU fusing measured 0.5-1.1x of one at a time: `auto` is off there.
+# CPU a population gains little over one at a time (benchmarks/README.md): `auto` is off.
 CUDA_POPULATION = 32
 
 

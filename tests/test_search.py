@@ -202,18 +202,69 @@ def test_next_points_of_the_optuna_method_are_the_samplers_whatever_the_key():
     assert len({c.spec.params["lr"] for c in claims}) == 3
 
 
-def test_claim_waits_for_a_trial_running_elsewhere_and_runs_it_when_its_process_dies(
-        monkeypatch):
-    """Nothing is left but another process's trial: wait, and when that process dies
-    its point is claimed here, so the sweep does not end with it unfinished."""
-    _, search = new_search(small_config())
+def running_elsewhere(search):
+    """Every point done but one, which another process's trial runs (RUNNING)."""
     claims = run_all(search)
-    other = search.study.ask()  # another process's point, still running
+    other = search.study.ask()
     last = claims[-1]
     other.set_user_attr("owner", "elsewhere")
     for key, value in last.trial.user_attrs.items():
         if key not in ("owner", "error"):  # the same point, not yet recorded
             other.set_user_attr(key, value)
+    return other, last
+
+
+def test_ctrl_c_while_waiting_for_other_processes_returns_at_once(monkeypatch):
+    from harness import stop
+
+    _, search = new_search(small_config())
+    running_elsewhere(search)
+    monkeypatch.setattr("harness.study.claims.time.sleep", lambda s: stop.request())
+    try:
+        assert search.claim(1) == []  # one look, then it honours the request
+    finally:
+        stop.reset()
+
+
+def test_a_trial_this_process_left_running_in_an_earlier_sweep_runs_again():
+    """An earlier sweep in this process ended in an error with its claim still RUNNING:
+    a new search retires it (its process is alive, but nobody runs it) and reruns it."""
+    _, search = new_search(small_config())
+    left = one(search)
+    again = make_search(search.config, search.study, search.storage)
+    claims = run_all(again)
+    assert len(claims) == 4 and left.spec.run in {c.spec.run for c in claims}
+    assert search.study.trials[left.trial.number].user_attrs["error"] == DEAD
+
+
+def test_an_error_part_way_through_k_claims_gives_back_the_ones_made(monkeypatch):
+    from harness.study.claims import GIVEN_BACK, Search
+
+    _, search = new_search(small_config())
+    real, calls = Search._claim, []
+
+    def fails_second(self, fits):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("database is gone")
+        return real(self, fits)
+
+    monkeypatch.setattr(Search, "_claim", fails_second)
+    with pytest.raises(RuntimeError):
+        search.next_points(3)
+    monkeypatch.undo()
+    [given] = search.study.get_trials(deepcopy=False)
+    assert given.state == TrialState.FAIL and given.user_attrs["error"] == GIVEN_BACK
+    claims = run_all(search)
+    assert len(claims) == 4 and given.user_attrs["run"] in {c.spec.run for c in claims}
+
+
+def test_claim_waits_for_a_trial_running_elsewhere_and_runs_it_when_its_process_dies(
+        monkeypatch):
+    """Nothing is left but another process's trial: wait, and when that process dies
+    its point is claimed here, so the sweep does not end with it unfinished."""
+    _, search = new_search(small_config())
+    other, last = running_elsewhere(search)
     looks = []
 
     def dies(seconds):  # as the heartbeat check fails a silent trial: no error

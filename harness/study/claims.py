@@ -10,6 +10,7 @@ Which point comes next is the strategy's (search.py).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable, Hashable
@@ -27,12 +28,14 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial, TrialState
 
+from harness import stop
 from harness.config import Config, Range
 from harness.hyperparams import BY_NAME, NAMES, run_name
 from harness.study.owner import heartbeats_on, is_dead_here, this_process
 from harness.types import INTERRUPTED, RETRYABLE, TrialSpec
 
 DEAD = f"{INTERRUPTED}: its process died while it ran"
+GIVEN_BACK = f"{INTERRUPTED}: its claim was given back"
 WAIT_S = 2.0  # at the end, how often to look at trials running in other processes
 
 
@@ -42,23 +45,6 @@ class Point:
     index: int  # configuration number: the run name's prefix, shared by its seeds
     params: dict[str, Any]  # searched values only
     seed: int
-
-
-def make_sampler(config: Config, seed: int) -> optuna.samplers.BaseSampler:
-    if config.search.method == "optuna" and config.search.sampler == "tpe":
-        # constant_liar: a trial running in another process counts as a poor result, so
-        # TPE proposes elsewhere instead of next to it.
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
-    return optuna.samplers.RandomSampler(seed=seed)
-
-
-def claim_seed(config: Config, number: int) -> int:
-    """The sampler's seed for trial `number`. Trial numbers are unique in a study, so no
-    two claims draw alike, whichever process makes them, and a resumed sweep does not
-    replay the draws it made before. One process on a new study proposes the same points
-    every time; with several, which trials have finished when each is proposed (and so
-    what TPE has learnt) depends on timing, and the points differ from run to run."""
-    return config.train.seed + number
 
 
 @dataclass(frozen=True)
@@ -88,17 +74,24 @@ class Search:
         # The trials other processes ran when the last look found nothing left: one may
         # still stop (its process dies) and need running here.
         self.running: list[FrozenTrial] = []
+        self.handed: set[int] = set()  # the trial numbers this search handed out
 
     def next_points(self, k: int, key: Key | None = None) -> list[Claim]:
         """Up to k points as started trials, claimed together; none when nothing is
-        left. With `key`, all share the first one's key where the strategy can choose."""
+        left. With `key`, all share the first one's key where the strategy can choose.
+        An error part way gives back the claims made so far: their points run again."""
         claims: list[Claim] = []
         with self.lock():
-            while len(claims) < k:
-                claim = self._claim(_like(claims[0], key) if key and claims else None)
-                if claim is None:
-                    break
-                claims.append(claim)
+            self._retire_dead()
+            try:
+                while len(claims) < k:
+                    claim = self._claim(_like(claims[0], key) if key and claims else None)
+                    if claim is None:
+                        break
+                    claims.append(claim)
+            except BaseException:
+                self._give_back(claims)
+                raise
         return claims
 
     def claim(self, k: int, key: Key | None = None, show: bool = False) -> list[Claim]:
@@ -107,6 +100,8 @@ class Search:
         sweep never ends with a point that nobody will finish."""
         shown: list[str] = []
         while not (claims := self.next_points(k, key)) and self.running:
+            if stop.requested():  # Ctrl-C: the caller stops; nothing is left to wait for
+                return []
             runs = sorted(t.user_attrs.get("run", f"trial {t.number}") for t in self.running)
             if show and runs != shown:
                 print(f"harness: waiting for {len(runs)} trial(s) running in other "
@@ -126,9 +121,15 @@ class Search:
         point (empty key) for the sampler to propose; None when nothing is left."""
         raise NotImplementedError
 
+    def _before_ask(self, trials: int) -> None:
+        """Set up what `study.ask()` draws from when nothing is queued."""
+
+    def _name(self, trial: optuna.Trial, params: dict[str, Any]) -> None:
+        """Make a freshly sampled trial a point (only a sampler proposes new points)."""
+        raise NotImplementedError
+
     def _claim(self, fits: Callable[[dict[str, Any]], bool] | None) -> Claim | None:
         """The next point as a started trial (under the lock)."""
-        self._retire_dead()
         trials = self.study.get_trials(deepcopy=False)
         waiting = any(t.state == TrialState.WAITING for t in trials)
         if not waiting:
@@ -139,8 +140,7 @@ class Search:
                 return None
             if point.key:
                 self.study.enqueue_trial(point.params, user_attrs=self._attrs(point))
-        # Used only when nothing is queued: then the new trial is number len(trials).
-        self.study.sampler = make_sampler(self.config, claim_seed(self.config, len(trials)))
+        self._before_ask(len(trials))  # nothing queued: the new trial is number len(trials)
         trial = self.study.ask()
         trial_id = self.storage.get_trial_id_from_study_id_trial_number(
             self.study_id, trial.number)
@@ -151,20 +151,16 @@ class Search:
             self._name(trial, params)
         elif trial.user_attrs.get("owner") != self.owner:  # queued by another process
             trial.set_user_attr("owner", self.owner)
+        self.handed.add(trial.number)
         return Claim(trial, trial_id, self._spec(trial, params))
 
-    def _name(self, trial: optuna.Trial, params: dict[str, Any]) -> None:
-        """Make a freshly sampled trial the first seed of a new configuration, and queue
-        its other seeds. That takes several writes: `point`, the attribute that makes a
-        trial a claim, goes last, so a process killed before it leaves a trial that is no
-        point (retired as its dead owner's, then ignored); one killed after it leaves
-        seeds unqueued, which `OptunaSearch._added_seed` finds."""
-        point = Point(f"c{trial.number}", trial.number, params, self.config.search.seeds[0])
-        for key, value in self._attrs(point).items():
-            trial.set_user_attr(key, value)
-        for seed in self.config.search.seeds[1:]:
-            repeat = Point(f"c{trial.number}-s{seed}", trial.number, params, seed)
-            self.study.enqueue_trial(params, user_attrs=self._attrs(repeat, owner=""))
+    def _give_back(self, claims: list[Claim]) -> None:
+        """Claims that will not run: FAIL as interrupted, so their points run again (as
+        far as the storage still answers; a dead owner is retired later in any case)."""
+        for claim in claims:
+            with contextlib.suppress(Exception):
+                self.storage.set_trial_user_attr(claim.trial_id, "error", GIVEN_BACK)
+                self.storage.set_trial_state_values(claim.trial_id, TrialState.FAIL)
 
     def _attrs(self, point: Point, owner: str | None = None) -> dict[str, Any]:
         """A point's attributes, `point` last (see `_name`): the claiming process is its
@@ -187,7 +183,10 @@ class Search:
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             owner = trial.user_attrs.get("owner")
             # Claims set the owner under the lock: a trial without one lost its process.
-            if owner is None or is_dead_here(owner):
+            # One of this process that this search did not hand out was left by an
+            # earlier sweep in it that ended in an error.
+            if owner is None or is_dead_here(owner) or (
+                    owner == self.owner and trial.number not in self.handed):
                 trial_id = self.storage.get_trial_id_from_study_id_trial_number(
                     self.study_id, trial.number)
                 self.storage.set_trial_user_attr(trial_id, "error", DEAD)

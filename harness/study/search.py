@@ -43,6 +43,23 @@ def total_points(config: Config) -> int:
     return config.search.n_trials * len(config.search.seeds)
 
 
+def make_sampler(config: Config, seed: int) -> optuna.samplers.BaseSampler:
+    if config.search.method == "optuna" and config.search.sampler == "tpe":
+        # constant_liar: a trial running in another process counts as a poor result, so
+        # TPE proposes elsewhere instead of next to it.
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def claim_seed(config: Config, number: int) -> int:
+    """The sampler's seed for trial `number`. Trial numbers are unique in a study, so no
+    two claims draw alike, whichever process makes them, and a resumed sweep does not
+    replay the draws it made before. One process on a new study proposes the same points
+    every time; with several, which trials have finished when each is proposed (and so
+    what TPE has learnt) depends on timing, and the points differ from run to run."""
+    return config.train.seed + number
+
+
 def make_pruner(config: Config) -> optuna.pruners.BasePruner:
     if config.search.method != "optuna" or config.search.pruner == "none":
         return optuna.pruners.NopPruner()
@@ -73,6 +90,22 @@ class OptunaSearch(Search):
     """Points the sampler proposes until n_trials configurations exist, each once per
     seed; seeds added to search.seeds later run for the configurations it has. Which
     point comes is the sampler's choice: `fits` is not asked."""
+
+    def _before_ask(self, trials: int) -> None:
+        self.study.sampler = make_sampler(self.config, claim_seed(self.config, trials))
+
+    def _name(self, trial: optuna.Trial, params: dict[str, Any]) -> None:
+        """Make a freshly sampled trial the first seed of a new configuration, and queue
+        its other seeds. That takes several writes: `point`, the attribute that makes a
+        trial a claim, goes last, so a process killed before it leaves a trial that is no
+        point (retired as its dead owner's, then ignored); one killed after it leaves
+        seeds unqueued, which `_added_seed` finds."""
+        point = Point(f"c{trial.number}", trial.number, params, self.config.search.seeds[0])
+        for key, value in self._attrs(point).items():
+            trial.set_user_attr(key, value)
+        for seed in self.config.search.seeds[1:]:
+            repeat = Point(f"c{trial.number}-s{seed}", trial.number, params, seed)
+            self.study.enqueue_trial(params, user_attrs=self._attrs(repeat, owner=""))
 
     def _next_point(self, trials: list[FrozenTrial], latest: dict[str, FrozenTrial],
                     fits: Callable[[dict[str, Any]], bool] | None) -> Point | None:

@@ -24,9 +24,8 @@ import sqlalchemy
 import yaml
 
 from harness.config import Config, ConfigError, identity, parse_config
-from harness.study.claims import make_sampler
 from harness.study.locks import database_lock, sqlite_file
-from harness.study.search import make_pruner
+from harness.study.search import make_pruner, make_sampler
 
 # Database storages shared by machines: a worker's trial says it is alive every
 # HEARTBEAT_S; one silent for GRACE_S is failed by the other workers and run again, and

@@ -60,10 +60,10 @@ class PopulationEpoch:
 
 
 def default_conv(device: torch.device) -> str:
-    """On CUDA one grouped convolution for all members (the launches are what cost
-    there: README's table); on the CPU one member after another, which is as fast there
-    as fusing (the arithmetic is what costs) and gives each member exactly the numbers
-    of its trial run alone."""
+    """On CUDA one grouped convolution for all members (launches are what cost there:
+    README's table); on the CPU one member after another, which measured faster there
+    than fusing (benchmarks/README.md) and gives each member exactly the numbers of its
+    trial run alone."""
     return "grouped" if device.type == "cuda" else "loop"
 
 

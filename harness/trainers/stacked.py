@@ -4,10 +4,10 @@ The parameters live in one `[K, P]` tensor (`flat`), member k's row being its Le
 parameters in `named_parameters()` order, so a vectorized optimizer updates all of them
 with a few ops; each layer's `[K, ...]` view of it is an autograd leaf. Convolutions run
 as one grouped convolution with the members as groups (what `torch.func.vmap`'s own conv
-rule does), through `vmap` over `functional_call`, or one member after another
-(`loop`: the kernels of one LeNet, so on the CPU each member's numbers are bit for bit
-those of its trial run alone); linear layers as `baddbmm`, which gives each member
-exactly what its own `nn.Linear` gives.
+rule does) with the linear layers as `baddbmm`, through `vmap` over `functional_call`,
+or one member after another through LeNet's own forward (`loop`: each member's numbers
+are exactly those of its trial run alone; the CPU's choice, where launches cost little
+and it measured faster than fusing: benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -105,24 +105,18 @@ class StackedLeNet:
         h = F.max_pool2d(F.relu(h), 2)
         h = _conv(h, p["conv2.weight"], p["conv2.bias"], groups=k)
         h = F.max_pool2d(F.relu(h), 2)
-        return self._head(h.reshape(h.shape[0], k, -1).transpose(0, 1))  # [K, b, features]
-
-    def _looped(self, x: Tensor, shared: bool) -> Tensor:
-        """LeNet's forward with each member's convolutions on its own."""
-        p, features = self.params, []
-        for k in range(self.k):
-            h = x if shared else x[k]
-            h = F.max_pool2d(F.relu(F.conv2d(h, p["conv1.weight"][k], p["conv1.bias"][k])), 2)
-            h = F.max_pool2d(F.relu(F.conv2d(h, p["conv2.weight"][k], p["conv2.bias"][k])), 2)
-            features.append(h.flatten(1))
-        return self._head(torch.stack(features))
-
-    def _head(self, h: Tensor) -> Tensor:
-        """The fully connected layers on features [K, b, 400]: logits [K, b, classes]."""
-        p = self.params
+        h = h.reshape(h.shape[0], k, -1).transpose(0, 1)  # [K, b, features]
         h = F.relu(_linear(h, p["fc1.weight"], p["fc1.bias"]))
         h = F.relu(_linear(h, p["fc2.weight"], p["fc2.bias"]))
         return _linear(h, p["fc3.weight"], p["fc3.bias"])
+
+    def _looped(self, x: Tensor, shared: bool) -> Tensor:
+        """Each member through LeNet's own forward, on its own parameters: exactly the
+        computation of its LeNet alone. unbind, not indexing: its backward writes each
+        member's gradient once, where K index ops would each fill a [K, ...] zero."""
+        rows = {name: p.unbind(0) for name, p in self.params.items()}
+        return torch.stack([self._one({name: r[k] for name, r in rows.items()},
+                                      x if shared else x[k]) for k in range(self.k)])
 
 
 def _conv(x: Tensor, weight: Tensor, bias: Tensor, groups: int) -> Tensor:
