@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from harness.config import TRAIN_SAMPLES, DataConfig
-from harness.errors import DataError
+from harness.errors import DataError, first_line
 from harness.types import IMAGE_SHAPE
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -136,8 +136,7 @@ def _mnist(config: DataConfig) -> Splits:
         test = MNIST(str(root), train=False, download=True)
     except Exception as err:  # torchvision raises RuntimeError, URLError, OSError...
         if present:
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(
-                err).__name__
+            reason = first_line(err)
             raise DataError(
                 f"data.dataset: the mnist files in {raw} cannot be read ({reason}); they "
                 "may be truncated or damaged: replace them with intact copies, or delete "

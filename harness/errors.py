@@ -92,3 +92,9 @@ def describe(err: BaseException) -> str:
     """An exception as one line: its type and the first line of its message."""
     lines = str(err).strip().splitlines()
     return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+
+
+def first_line(err: BaseException) -> str:
+    """An exception's message's first line; its type's name when it has none."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__

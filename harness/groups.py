@@ -72,7 +72,7 @@ def run_claims(claims: Sequence[Claim], training: Training, data: Dataset,
                              leases[claim.trial_id]) for claim in group)
                 continue
             results = _run_group(group, training, data, sinks, checkpoints,
-                                 lambda trial, claim: pruning(trial, leases[claim]))
+                                 lambda trial, trial_id: pruning(trial, leases[trial_id]))
             yield from ((claim, result, leases[claim.trial_id])
                         for claim, result in zip(group, results, strict=True))
             halted = any(r.interrupted or r.stop is not None for r in results)

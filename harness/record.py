@@ -8,11 +8,10 @@ trial is still this worker's.
 
 from __future__ import annotations
 
-from typing import Any
-
 import optuna
 from optuna.trial import TrialState
 
+from harness.book import EpochCallback
 from harness.data import Dataset
 from harness.errors import warn
 from harness.results.bookkeeping import ResultFiles, signals_held
@@ -29,7 +28,7 @@ class TrialTaken(RuntimeError):
     """The trial's heartbeat stopped: other workers run its point; this attempt stops."""
 
 
-def pruning(trial: optuna.Trial, metric: str, lease: Lease) -> Any:
+def pruning(trial: optuna.Trial, metric: str, lease: Lease) -> EpochCallback:
     """The epoch callback of one trial: report the objective to the pruner and ask it;
     stop training a point that another worker may be running."""
 

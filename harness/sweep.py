@@ -33,14 +33,15 @@ from harness.models import build_model, example_input, model_summary, summary_to
 from harness.record import Recorder, pruning
 from harness.results.bookkeeping import ResultFiles, Views, final_tables, rebuild, saying
 from harness.sinks.factory import SweepSinks
-from harness.sinks.tensorboard import write_experiment
+from harness.sinks.tensorboard import setup_tensorboard, write_experiment
 from harness.sinks.visdom import VisdomSink, parse_url
 from harness.study import workers
+from harness.study.claims import Claim, Search
 from harness.study.locks import claim_lock
 from harness.study.search import make_search, total_points
 from harness.study.storage import check_resumable, discard, open_storage, open_study, prepare_out
 from harness.trainers.fused import fusable_key
-from harness.types import Training
+from harness.types import Training, TrialResult
 
 DRY_RUN_BATCHES = 2  # a dry run trains this many batches of one epoch per trial
 
@@ -131,6 +132,8 @@ def _check_stop() -> None:
 def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: Dataset,
          options: SweepOptions, max_batches: int | None = None) -> SweepOutcome:
     """Claim, run and record trials until none is left."""
+    if config.logging.tensorboard is not None:
+        setup_tensorboard()
     model = _write_model_summary(config, out, data, options.progress and not options.child)
     study = open_study(config, storage)
     search = make_search(config, study, storage,
@@ -139,23 +142,16 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
     books = ResultFiles(out, model)
     rebuild(books, study, show=False)  # agrees with the study, whatever a crash left
     sinks = SweepSinks(config, out, data, _visdom(config, options, out), books.count_done,
-                       lines=options.progress, bar=options.progress and not options.child)
+                       total_points(config), lines=options.progress,
+                       bar=options.progress and not options.child)
     recorder = Recorder(study, storage, data, books, sinks.progress, options.progress)
     maximize = config.objective.maximize
     views = Views(out, books, study, config.name, maximize, sinks.refresh)
     show = options.progress and not options.child
     size = population_size(options.population or config.train.population, data.device)
-    ran, retried = 0, False
+    ran = 0
     try:
-        while True:
-            _check_stop()  # Ctrl-C or SIGTERM between two trials, or at start-up
-            claims = search.claim(size, fusable_key, show)
-            if not claims and not retried:  # machine faults of this run: once more
-                search.retry_now()
-                retried = True
-                continue
-            if not claims:
-                break
+        for claims in _batches(search, size, show):
             results = []
             for claim, result, lease in run_claims(
                     claims, training, data, storage, sinks.for_trial, out / "checkpoints",
@@ -163,11 +159,7 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
                 ran += recorder.record(claim, result, lease)
                 results.append(result)
             views.after_trial(force=any(r.interrupted for r in results))
-            if any(result.interrupted for result in results):
-                raise SweepInterrupted
-            for result in results:
-                if result.stop is not None:
-                    raise result.stop
+            _raise_stops(results)
         sinks.progress.close()  # the bar goes before the ending says anything
         table = rebuild(books, study, show)
         sinks.refresh(table, maximize)
@@ -181,6 +173,31 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
         final_tables(out, table, study, config.name, maximize, show,
                      importance=max_batches is None)
     return SweepOutcome(out=out, trials=table, ran=ran, model=model)
+
+
+def _batches(search: Search, size: int, show: bool) -> Iterator[list[Claim]]:
+    """Claims, up to `size` that can train together, until none is left; then the
+    machine faults of this run, once more."""
+    retried = False
+    while True:
+        _check_stop()  # Ctrl-C or SIGTERM between two batches, or at start-up
+        claims = search.claim(size, fusable_key, show)
+        if claims:
+            yield claims
+        elif retried:
+            return
+        else:
+            search.retry_now()
+            retried = True
+
+
+def _raise_stops(results: list[TrialResult]) -> None:
+    """Once a batch is recorded: stop the sweep if Ctrl-C came or a disk filled up."""
+    if any(result.interrupted for result in results):
+        raise SweepInterrupted
+    for result in results:
+        if result.stop is not None:
+            raise result.stop
 
 
 def training_settings(config: Config, max_batches: int | None = None) -> Training:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.config import METRICS
 from harness.hyperparams import CORE, NAMES, OPTIMIZER
 from harness.results import stats
 
@@ -43,8 +44,9 @@ class Spec:
         was always a test metric)."""
         objective = config.get("objective") or {}
         space = (config.get("search") or {}).get("space") or {}
-        return cls(maximize=objective.get("direction", "maximize") == "maximize",
-                   metric=objective.get("metric", "test_acc"), searched=tuple(space),
+        metric = objective.get("metric", "test_acc")
+        direction = objective.get("direction") or METRICS.get(metric, "maximize")
+        return cls(maximize=direction == "maximize", metric=metric, searched=tuple(space),
                    continuous={k: bool(v.get("log")) for k, v in space.items()
                                if isinstance(v, Mapping)})
 

@@ -4,8 +4,8 @@
 `log` gets the epoch's metrics (train_loss, val_loss, val_acc, test_loss, test_acc, lr,
 epoch_s, elapsed_s, epoch) with step = the epoch, and, when the trial samples step losses,
 {"train_loss_step": loss} with step = the global training step. A sink takes the keys
-it knows. `trial.py` calls every sink the same way; a sink must not raise for its own
-trouble (a lost server, a full disk) but report it once and carry on.
+it knows. A trial's book (`book.py`) calls every sink the same way; a sink must not
+raise for its own trouble (a lost server, a full disk) but report it once and carry on.
 """
 
 from __future__ import annotations

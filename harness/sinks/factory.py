@@ -2,7 +2,7 @@
 connection for all, a TensorBoard run and a Visdom trace per trial. Each is wrapped by
 the guard, and a kind that fails once is off for every trial after (one switch per kind).
 
-    sinks = SweepSinks(config, out, data, live, done, lines=True, bar=True)
+    sinks = SweepSinks(config, out, data, live, done, total, lines=True, bar=True)
     run_trial(spec, training, data, sinks.for_trial(), ...)
 """
 
@@ -20,17 +20,16 @@ from harness.sinks.guard import Guarded, Switch
 from harness.sinks.progress import ProgressSink
 from harness.sinks.tensorboard import TensorBoardSink
 from harness.sinks.visdom import VisdomSink
-from harness.study.search import total_points
 
 EXAMPLES = 256  # test digits a trial's prediction grid picks from
 
 
 class SweepSinks:
     def __init__(self, config: Config, out: Path, data: Dataset, live: VisdomSink | None,
-                 done: Callable[[], int], lines: bool, bar: bool) -> None:
+                 done: Callable[[], int], total: int, lines: bool, bar: bool) -> None:
         # `done` counts the points done, whichever process ran them, from trials.csv's
-        # rows appended since it last looked: O(1) per trial.
-        self.progress = ProgressSink(total_points(config), done, lines=lines, bar=bar,
+        # rows appended since it last looked: O(1) per trial; `total`: the sweep's points.
+        self.progress = ProgressSink(total, done, lines=lines, bar=bar,
                                      metric=config.objective.metric)
         self.bar = Guarded(self.progress)
         self.config, self.tb, self.live = config, out / "tb", live

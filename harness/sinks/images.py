@@ -9,6 +9,7 @@ from PIL import Image, ImageDraw
 from torch import nn
 
 from harness.data import MNIST_MEAN, MNIST_STD
+from harness.types import IMAGE_SHAPE
 
 CELLS = 32  # digits in the grid
 COLUMNS = 8
@@ -29,14 +30,15 @@ def prediction_grid(model: nn.Module, x: torch.Tensor, y: torch.Tensor
     pixels = ((x[order, 0].cpu() * MNIST_STD + MNIST_MEAN).clamp(0, 1) * 255).byte().numpy()
     labels = [(int(predicted[i]), int(y[i]), bool(wrong[i])) for i in order]
     rows = -(-len(order) // COLUMNS)
-    cell_w, cell_h = 28 * SCALE, 28 * SCALE + LABEL_H
+    _, height, width = IMAGE_SHAPE
+    cell_w, cell_h = width * SCALE, height * SCALE + LABEL_H
     canvas = Image.new("RGB", (COLUMNS * cell_w, rows * cell_h), "white")
     draw = ImageDraw.Draw(canvas)
     for k, (digit, (pred, true, bad)) in enumerate(zip(pixels, labels, strict=True)):
         left, top = (k % COLUMNS) * cell_w, (k // COLUMNS) * cell_h
-        image = Image.fromarray(255 - digit).resize((cell_w, 28 * SCALE))
+        image = Image.fromarray(255 - digit).resize((cell_w, height * SCALE))
         canvas.paste(image.convert("RGB"), (left, top))
-        draw.text((left + 2, top + 28 * SCALE), f"p{pred} t{true}",
+        draw.text((left + 2, top + height * SCALE), f"p{pred} t{true}",
                   fill=(200, 0, 0) if bad else (0, 120, 0))
     n_wrong = int(wrong.sum())
     caption = (f"{n_wrong} of {len(y)} example digits misclassified; the grid shows them "

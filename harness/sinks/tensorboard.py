@@ -61,6 +61,13 @@ def masked_crc32c(data: bytes) -> int:
     return (((x >> 15) | (x << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
+def setup_tensorboard() -> None:
+    """What a process that writes TensorBoard runs sets once, explicitly (the sweep, at
+    its start): fast record checksums and quiet writer threads, both process-wide."""
+    fast_checksums()
+    quiet_writer_threads()
+
+
 def fast_checksums() -> None:
     """TensorBoard's record writer with masked_crc32c: for every writer of this process."""
     record_writer.masked_crc32c = masked_crc32c
@@ -75,8 +82,6 @@ class TensorBoardSink:
         self.writer: SummaryWriter | None = None
         self.model: nn.Module | None = None
         self.spec: TrialSpec | None = None
-        quiet_writer_threads()
-        fast_checksums()
 
     def start(self, spec: TrialSpec, model: nn.Module) -> None:
         path = self.root / spec.run
@@ -189,8 +194,6 @@ def write_experiment(root: Path, config: Config, model: nn.Module, summary_md: s
     warning: the sweep's results do not depend on it."""
     if any(root.glob("events.out.tfevents.*")):
         return  # a resumed sweep or another worker already wrote it
-    quiet_writer_threads()
-    fast_checksums()
     try:
         _write_experiment(root, config, model, summary_md)
     except Exception as err:

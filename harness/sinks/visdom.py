@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from harness.config import Config, VisdomConfig
+from harness.errors import first_line
 from harness.results import tables
 from harness.types import INTERRUPTED, RETRYABLE
 
@@ -245,7 +246,7 @@ class VisdomSink:
             action(*args)
         except Exception as err:  # requests, visdom and socket errors all end the same
             self.viz = None
-            reason = html.unescape(str(err).splitlines()[0]) if str(err) else type(err).__name__
+            reason = html.unescape(first_line(err))
             if "Timeout" in type(err.__context__).__name__:  # requests' Read/ConnectTimeout
                 reason = "the server did not answer in time"
             print(f"harness: warning: visdom at {self.address} failed ({reason}); the live "

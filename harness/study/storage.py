@@ -24,6 +24,7 @@ import sqlalchemy
 import yaml
 
 from harness.config import Config, ConfigError, identity, parse_config
+from harness.errors import first_line
 from harness.study.locks import database_lock, sqlite_file
 from harness.study.search import make_pruner, make_sampler
 
@@ -138,7 +139,7 @@ def _connect(url: str) -> optuna.storages.BaseStorage:
         storage.engine.dispose()  # reconnect, so that every connection gets WAL
         return storage
     except Exception as err:  # SQLAlchemy's errors vary by database
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = first_line(err)
         raise ConfigError(f"--storage: cannot open {url!r} ({reason}); give an Optuna "
                           "storage URL such as sqlite:///study.db or "
                           "postgresql://user:pass@host/db") from None
@@ -188,7 +189,8 @@ def _sqlite_wal(connection: Any, record: Any) -> None:
 
 def open_study(config: Config, storage: optuna.storages.BaseStorage) -> optuna.Study:
     """The config's study, created when new; refused when another config made it. Each
-    claim seeds the sampler afresh (search.Search.claim): this one is never used."""
+    claim seeds the sampler afresh (search.OptunaSearch._before_ask): this one is
+    never used."""
     study = optuna.create_study(
         study_name=config.name, storage=storage, direction=config.objective.direction,
         sampler=make_sampler(config, config.train.seed), pruner=make_pruner(config),
