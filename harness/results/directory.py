@@ -138,7 +138,7 @@ def read_sweep(out: Path) -> SavedSweep:
     if not isinstance(config, dict):
         raise ConfigError(f"{out}/config.yaml: not a harness config; give the directory a "
                           "sweep wrote, such as results/quickstart")
-    trials["error"] = trials["error"].fillna("")
+    trials["error"] = trials["error"].astype(object).fillna("")
     return SavedSweep(config.get("name", out.name), trials, history,
                       tables.Spec.from_config(config))
 

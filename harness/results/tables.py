@@ -236,7 +236,7 @@ def failures(trials: pd.DataFrame, spec: Spec = DEFAULT) -> pd.DataFrame:
     complete = trials.assign(_done=trials["state"] == "COMPLETE").groupby(
         keys, dropna=False)["_done"].transform("any")
     bad = trials[trials["state"] != "COMPLETE"].assign(
-        reason=lambda t: t["error"].fillna("").astype(str).map(_reason),
+        reason=lambda t: t["error"].astype(object).fillna("").astype(str).map(_reason),
         ranked=complete[trials["state"] != "COMPLETE"])
     table = bad.groupby([*keys, "state", "reason", "ranked"], dropna=False).agg(
         count=("run", "size"), runs=("run", ", ".join)).reset_index()

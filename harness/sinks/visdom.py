@@ -291,9 +291,12 @@ def _client() -> type:
                 return self.session.post(url, data=data or {}, timeout=TIMEOUT_S).text
 
     return Client
+
+
 def _interrupted(trials: pd.DataFrame) -> pd.Series:
     """Trials whose point runs again: interrupted, or cut off by a fault of the machine."""
-    return trials["error"].fillna("").astype(str).str.startswith((INTERRUPTED, RETRYABLE))
+    errors = trials["error"].astype(object).fillna("").astype(str)
+    return errors.str.startswith((INTERRUPTED, RETRYABLE))
 
 
 def _finite(trace: tuple[str, list, list]) -> tuple[str, list, list]:
