@@ -60,6 +60,28 @@ def test_a_grid_is_claimed_exactly_once_per_point():
     assert one(search) is None
 
 
+def test_a_grid_search_sees_what_other_processes_did_since_it_last_looked():
+    """Two processes on one grid: one sees the other's claim running, and when that one
+    is interrupted later, its point is due again for both."""
+    _, first = new_search(small_config())
+    second = make_search(first.config, first.study, first.storage)
+    second.owner = "another-machine:1:1"  # as if another process: its trials are its own
+    a = one(first)
+    b = one(second)  # a is RUNNING: b is the next point
+    assert b.spec.run != a.spec.run
+    a.trial.set_user_attr("error", "interrupted")
+    first.study.tell(a.trial, state=TrialState.FAIL)
+    again = one(second)
+    assert again.spec.run == a.spec.run  # seen running before, interrupted since
+    for claim in (b, again):
+        claim.trial.set_user_attr("error", "")
+        first.study.tell(claim.trial, 0.5)
+    rest = run_all(second)
+    assert len(rest) == 2 and one(first) is None  # the first search agrees: all done
+    assert {c.spec.run for c in rest} | {a.spec.run, b.spec.run} == {
+        t.user_attrs["run"] for t in first.study.trials}
+
+
 def test_failed_and_pruned_points_are_results_not_reruns():
     _, search = new_search(small_config())
     assert len(run_all(search, TrialState.FAIL)) == 4
@@ -203,15 +225,15 @@ def test_next_points_of_the_optuna_method_are_the_samplers_whatever_the_key():
 
 
 def running_elsewhere(search):
-    """Every point done but one, which another process's trial runs (RUNNING)."""
-    claims = run_all(search)
-    other = search.study.ask()
-    last = claims[-1]
-    other.set_user_attr("owner", "elsewhere")
-    for key, value in last.trial.user_attrs.items():
-        if key not in ("owner", "error"):  # the same point, not yet recorded
-            other.set_user_attr(key, value)
-    return other, last
+    """Every point done but the last, which another process has claimed and runs."""
+    for _ in range(3):  # of the grid's 4 points
+        claim = one(search)
+        claim.trial.set_user_attr("error", "")
+        search.study.tell(claim.trial, 0.5)
+    elsewhere = make_search(search.config, search.study, search.storage)
+    elsewhere.owner = "another-machine:1:1"
+    last = one(elsewhere)
+    return last.trial, last
 
 
 def test_ctrl_c_while_waiting_for_other_processes_returns_at_once(monkeypatch):

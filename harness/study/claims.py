@@ -115,7 +115,7 @@ class Search:
         """The end of the sweep: machine faults met so far run once more."""
         self.retry_before = datetime.now()
 
-    def _next_point(self, trials: list[FrozenTrial], latest: dict[str, FrozenTrial],
+    def _next_point(self, trials: list[FrozenTrial],
                     fits: Callable[[dict[str, Any]], bool] | None) -> Point | None:
         """The strategy: a point that has never run or is due to run again, or a new
         point (empty key) for the sampler to propose; None when nothing is left."""
@@ -133,7 +133,7 @@ class Search:
         trials = self.study.get_trials(deepcopy=False)
         waiting = any(t.state == TrialState.WAITING for t in trials)
         if not waiting:
-            point = self._next_point(trials, latest_attempts(trials), fits)
+            point = self._next_point(trials, fits)
             if point is None:
                 self.running = [t for t in trials if t.state == TrialState.RUNNING
                                 and t.user_attrs.get("owner") != self.owner]

@@ -22,7 +22,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from harness.config import Config
-from harness.study.claims import Lock, Point, Search
+from harness.study.claims import Lock, Point, Search, latest_attempts, needs_rerun
 
 
 def grid_points(config: Config) -> list[Point]:
@@ -76,14 +76,47 @@ class GridSearch(Search):
                  storage: optuna.storages.BaseStorage, lock: Lock = nullcontext) -> None:
         super().__init__(config, study, storage, lock)
         self.points = grid_points(config)
+        # What the study says, kept up to date by looking only at what can have changed
+        # (the trials added since, and those that were not finished): the cost of a
+        # claim stays flat however many trials the study has.
+        self.latest: dict[str, FrozenTrial] = {}  # each point's newest attempt
+        self.looked = 0  # trials[:looked] are in `latest`
+        self.unfinished: set[int] = set()  # among those, the ones still running or queued
+        self.settled = 0  # points[:settled] have a result for good
 
-    def _next_point(self, trials: list[FrozenTrial], latest: dict[str, FrozenTrial],
+    def _next_point(self, trials: list[FrozenTrial],
                     fits: Callable[[dict[str, Any]], bool] | None) -> Point | None:
-        for point in self.points:
-            if (point.key not in latest or self._due(latest[point.key])) and (
+        self._look(trials)
+        while self.settled < len(self.points) and self._final(self.points[self.settled]):
+            self.settled += 1
+        for point in self.points[self.settled:]:
+            latest = self.latest.get(point.key)
+            if (latest is None or self._due(latest)) and (
                     fits is None or fits(self._full(point.params))):
                 return point
         return None
+
+    def _look(self, trials: list[FrozenTrial]) -> None:
+        """Bring `latest` up to date. A study's trial numbers are 0, 1, 2, ... in order,
+        and a finished trial never changes again."""
+        if trials and trials[-1].number != len(trials) - 1:  # not so: look at them all
+            self.latest, self.looked, self.unfinished, self.settled = {}, 0, set(), 0
+        for number in [*sorted(self.unfinished), *range(self.looked, len(trials))]:
+            trial = trials[number]
+            key = trial.user_attrs.get("point")
+            if key is not None and (key not in self.latest
+                                    or self.latest[key].number <= number):
+                self.latest[key] = trial
+            if trial.state.is_finished():
+                self.unfinished.discard(number)
+            else:
+                self.unfinished.add(number)
+        self.looked = len(trials)
+
+    def _final(self, point: Point) -> bool:
+        """The point's newest attempt is a result that will never run again."""
+        latest = self.latest.get(point.key)
+        return latest is not None and latest.state.is_finished() and not needs_rerun(latest)
 
 
 class OptunaSearch(Search):
@@ -107,9 +140,9 @@ class OptunaSearch(Search):
             repeat = Point(f"c{trial.number}-s{seed}", trial.number, params, seed)
             self.study.enqueue_trial(params, user_attrs=self._attrs(repeat, owner=""))
 
-    def _next_point(self, trials: list[FrozenTrial], latest: dict[str, FrozenTrial],
+    def _next_point(self, trials: list[FrozenTrial],
                     fits: Callable[[dict[str, Any]], bool] | None) -> Point | None:
-        for trial in latest.values():
+        for trial in latest_attempts(trials).values():
             if self._due(trial):
                 return Point(trial.user_attrs["point"], trial.user_attrs["index"],
                              dict(trial.params), trial.user_attrs["seed"])
