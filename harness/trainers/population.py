@@ -143,7 +143,10 @@ class PopulationTrainer:
     @torch.inference_mode()
     def evaluate(self, x: Tensor, y: Tensor, batch_size: int = 1000) -> PopulationEval:
         """Mean loss and accuracy of every member over (x, y), one sync at the end."""
-        chunk = max(1, min(batch_size, EVAL_MEMBER_SAMPLES // self.k))
+        # One member at a time (loop) keeps a chunk's activations to one member's: the
+        # single trainer's chunks, so each member's sums are added up as its trial's are.
+        chunk = batch_size if self.net.conv == "loop" else max(
+            1, min(batch_size, EVAL_MEMBER_SAMPLES // self.k))
         loss = torch.zeros(self.k, device=x.device)
         correct = torch.zeros(self.k, dtype=torch.long, device=x.device)
         for start in range(0, len(x), chunk):
@@ -161,7 +164,12 @@ class PopulationTrainer:
         return self.net.state_dicts(members)
 
     def _losses(self, logits: Tensor, target: Tensor, reduction: str) -> Tensor:
-        """Per-member cross-entropy ([K]) of logits [K, b, C] against target [K, b]."""
+        """Per-member cross-entropy ([K]) of logits [K, b, C] against target [K, b]. With
+        `loop`, each member's as its trial computes it (one reduction per member), so
+        its losses are its trial's to the last bit."""
+        if self.net.conv == "loop":
+            return torch.stack([F.cross_entropy(logits[k], target[k], reduction=reduction)
+                                for k in range(self.k)])
         per_sample = F.cross_entropy(logits.flatten(0, 1), target.reshape(-1),
                                      reduction="none").view(self.k, -1)
         return per_sample.sum(1) if reduction == "sum" else per_sample.mean(1)
