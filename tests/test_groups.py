@@ -320,3 +320,15 @@ def test_members_get_weight_histograms_and_prediction_images_of_their_own(tmp_pa
             assert last.max == pytest.approx(weights.max().item())
             assert last.min == pytest.approx(weights.min().item())
     assert len(maxima) == 4  # each run shows its own member's weights
+
+
+def test_a_members_module_for_the_sinks_leaves_the_global_rng_as_it_was():
+    specs, data = four_members()
+    trainer = FusedTrainer(specs, Training(epochs=1), data)
+    state = torch.get_rng_state()
+    model = trainer.module(specs[1])
+    assert torch.equal(state, torch.get_rng_state())
+    want = LeNet()
+    want.load_state_dict(trainer.weights(specs[1]))  # the member's weights, not new ones
+    for name, value in want.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name

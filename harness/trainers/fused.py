@@ -67,7 +67,9 @@ class FusedTrainer:
         images. It has no gradients: the population's are never kept per parameter."""
         model = self.modules.get(member.number)
         if model is None:
-            model = LeNet().to(self.data.device).requires_grad_(False)
+            with torch.random.fork_rng(devices=[]):  # its initial weights are overwritten
+                model = LeNet()
+            model = model.to(self.data.device).requires_grad_(False)
             self.modules[member.number] = model
             self._copy_into(member.number, model)
         return model
