@@ -1,6 +1,7 @@
 """Sweeps with population training: trials grouped into fused populations must give the
 results of the same trials run one at a time, each member a whole trial."""
 
+import math
 import signal
 import sqlite3
 import subprocess
@@ -224,6 +225,36 @@ def test_out_of_memory_retries_in_smaller_populations(monkeypatch, oom_epoch):
     for spec in specs:
         model = LeNet()
         model.load_state_dict(trainer.weights(spec))
+
+
+def test_a_split_after_a_member_stopped_goes_on_with_the_others(monkeypatch):
+    """A member stopped (pruned) in epoch 1; out of memory in epoch 2 splits the other
+    three, which train on; the split happens once the failed step is let go of."""
+    import sys
+
+    specs, data = four_members()
+    trainer = FusedTrainer(specs, Training(epochs=2), data)
+    for spec in specs:
+        trainer.module(spec)  # as run_books asks for every member at the start
+    trainer.epoch(specs)
+    trainer.stop([specs[3]])
+    real_epoch, real_split, during = PopulationTrainer.epoch, FusedTrainer._split, []
+
+    def epoch(self, *args, **kwargs):
+        if self.k > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real_epoch(self, *args, **kwargs)
+
+    def split(self, *args):
+        during.append(sys.exc_info()[0])
+        return real_split(self, *args)
+
+    monkeypatch.setattr(PopulationTrainer, "epoch", epoch)
+    monkeypatch.setattr(FusedTrainer, "_split", split)
+    measured = trainer.epoch(specs[:3])
+    assert len(measured) == 3 and all(math.isfinite(m.train_loss) for m in measured)
+    assert sorted(len(part.numbers) for part in trainer.parts) == [1, 2]
+    assert during == [None]  # not inside the except: the failed step's tensors are freed
 
 
 def test_out_of_memory_down_to_one_member_fails_the_trials(monkeypatch):

@@ -82,6 +82,17 @@ def test_a_grid_search_sees_what_other_processes_did_since_it_last_looked():
         t.user_attrs["run"] for t in first.study.trials}
 
 
+def test_a_completed_trial_whose_worker_died_before_telling_runs_again():
+    """The result's `error` ("") is written, then the worker dies before it tells the
+    study; the heartbeat check fails the trial: its point runs again."""
+    _, search = new_search(small_config())
+    claim = one(search)
+    claim.trial.set_user_attr("error", "")
+    search.storage.set_trial_state_values(claim.trial_id, TrialState.FAIL)
+    claims = run_all(search)
+    assert claim.spec.run in {c.spec.run for c in claims} and len(claims) == 4
+
+
 def test_failed_and_pruned_points_are_results_not_reruns():
     _, search = new_search(small_config())
     assert len(run_all(search, TrialState.FAIL)) == 4

@@ -243,10 +243,12 @@ def _suggest(trial: optuna.Trial, name: str, values: tuple[Any, ...] | Range) ->
 
 def needs_rerun(trial: FrozenTrial) -> bool:
     """Interrupted, failed by a fault of the machine (retryable), or failed by the
-    heartbeat check (which leaves no error: our own failures always record one)."""
+    heartbeat check. That one leaves no error, or the empty one a completed trial's
+    recording writes before it tells the study (the worker died in between): our own
+    failures always record a reason."""
     error = trial.user_attrs.get("error")
     return trial.state == TrialState.FAIL and (
-        error is None or error.startswith((INTERRUPTED, RETRYABLE)))
+        not error or error.startswith((INTERRUPTED, RETRYABLE)))
 
 
 def is_retryable(trial: FrozenTrial) -> bool:

@@ -130,13 +130,19 @@ class FusedTrainer:
         except torch.OutOfMemoryError:
             if len(part.numbers) == 1:
                 raise
+            stats = None
+        if stats is None:  # out of the except: the failed step's tensors are freed first
             return self._split(part, [n for n in part.numbers if n in wanted])
         return {n: (stats.train_loss[k], stats.seen, stats.step_losses[k])
                 for k, n in enumerate(part.numbers) if n in wanted}
 
     def _split(self, part: _Part, live: list[int]) -> dict[int, Trained]:
-        """Replace `part` with two halves of its live members, trained anew."""
+        """Replace `part` with two halves of its live members, trained anew; the ones
+        that stopped before are done (their books too): their modules go."""
         self.parts.remove(part)
+        for number in part.numbers:
+            if number not in live:
+                self.modules.pop(number, None)
         del part
         if self.data.device.type == "cuda":
             torch.cuda.empty_cache()
