@@ -40,7 +40,7 @@ CONFIGURATIONS = 80  # 20 learning rates x 2 optimizers x 2 batch sizes
 WINDOW = 100  # trials at the start and at the end that are compared
 ENDING = {  # the steps of a sweep's ending that the child times: module, function
     "trials.csv and history.csv rebuilt": ("harness.sweep", "rebuild"),
-    "importance": ("harness.results.bookkeeping", "rank_hparams"),
+    "importance": ("harness.reporting.bookkeeping", "rank_hparams"),
     "summary.md and tables/ (importance included)": ("harness.sweep", "final_tables"),
 }
 
@@ -178,7 +178,7 @@ def timed(action: Any) -> tuple[float, Any]:
 def run_importance() -> Table:
     import optuna
 
-    from harness.results.importance import METHOD, importance
+    from harness.reporting.importance import METHOD, importance
 
     seconds, _ = timed(lambda: __import__("sklearn.ensemble"))
     rows = [("(import scikit-learn, once)", "", f"{seconds:.2f}", "")]

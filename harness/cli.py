@@ -153,7 +153,7 @@ def _sweep(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from harness.quiet import quiet_dependencies
-    from harness.results.tables import state_counts, top_trials
+    from harness.reporting.tables import state_counts, top_trials
     from harness.study.storage import check_fresh
     from harness.sweep import SweepOptions, run_sweep
 
@@ -182,8 +182,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from harness.results import summary, tables
-    from harness.results.directory import read_sweeps
+    from harness.reporting import summary, tables
+    from harness.reporting.directory import read_sweeps
 
     sweep = read_sweeps(args.dirs)
     trials, spec = sweep.trials, sweep.spec
@@ -197,7 +197,7 @@ def _compare(args: argparse.Namespace) -> int:
     if args.format == "md":
         print(summary.markdown(comparison, sweep.name))
     elif args.format == "html":
-        from harness.results.report import render
+        from harness.reporting.report import render
 
         print(render(comparison, sweep.history, sweep.name))
     else:
@@ -206,8 +206,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from harness.results.directory import read_sweep
-    from harness.results.report import write_report
+    from harness.reporting.directory import read_sweep
+    from harness.reporting.report import write_report
 
     sweep = read_sweep(args.dir)
     path = write_report(args.dir, sweep.trials, sweep.history, sweep.spec, sweep.name)
@@ -217,7 +217,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from harness.quiet import quiet_dependencies
-    from harness.results.export import export_study
+    from harness.reporting.export import export_study
 
     quiet_dependencies()
     args.database = args.storage

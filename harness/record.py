@@ -14,8 +14,8 @@ from optuna.trial import TrialState
 from harness.book import EpochCallback
 from harness.data import Dataset
 from harness.errors import warn
-from harness.results.bookkeeping import ResultFiles, signals_held
-from harness.results.directory import rerun_row
+from harness.reporting.bookkeeping import ResultFiles, signals_held
+from harness.reporting.directory import rerun_row
 from harness.sinks.progress import ProgressSink
 from harness.study.claims import Claim
 from harness.study.owner import Lease

@@ -31,7 +31,7 @@ from harness.files import atomic_write_csv, atomic_write_text, file_lock
 from harness.groups import population_size, run_claims
 from harness.models import build_model, example_input, model_summary, summary_totals
 from harness.record import Recorder, pruning
-from harness.results.bookkeeping import ResultFiles, Views, final_tables, rebuild, saying
+from harness.reporting.bookkeeping import ResultFiles, Views, final_tables, rebuild, saying
 from harness.sinks.factory import SweepSinks
 from harness.sinks.tensorboard import setup_tensorboard, write_experiment
 from harness.sinks.visdom import VisdomSink, parse_url

@@ -15,10 +15,10 @@ import pytest
 import yaml
 from conftest import ROOT, small_config
 
-import harness.results.bookkeeping
+import harness.reporting.bookkeeping
 from harness.config import parse_config
-from harness.results.bookkeeping import ResultFiles, saying
-from harness.results.directory import HISTORY_COLUMNS, TRIAL_COLUMNS, write_results
+from harness.reporting.bookkeeping import ResultFiles, saying
+from harness.reporting.directory import HISTORY_COLUMNS, TRIAL_COLUMNS, write_results
 from harness.sweep import SweepInterrupted, SweepOptions, run_sweep
 
 MODEL = {"params": 44_426, "mult_adds": 281_640}
@@ -162,8 +162,8 @@ def test_the_progress_count_reads_only_rows_appended_since_it_last_looked(
         books.rebuild(rerun_study[:1])
     assert books.count_done() == 1
     reads: list[int] = []
-    real = harness.results.bookkeeping.csv.reader
-    monkeypatch.setattr(harness.results.bookkeeping.csv, "reader",
+    real = harness.reporting.bookkeeping.csv.reader
+    monkeypatch.setattr(harness.reporting.bookkeeping.csv, "reader",
                         lambda lines: reads.append(len(lines)) or real(lines))
     with books.locked():
         books.append(rerun_study[1], lambda: pytest.fail("no rebuild"))
@@ -178,10 +178,10 @@ def test_the_progress_count_reads_only_rows_appended_since_it_last_looked(
 def test_a_sweep_rebuilds_at_its_start_and_end_only_when_tables_are_not_due(
         tmp_path, monkeypatch):
     calls = []
-    real = harness.results.bookkeeping.write_results
-    monkeypatch.setattr(harness.results.bookkeeping, "write_results",
+    real = harness.reporting.bookkeeping.write_results
+    monkeypatch.setattr(harness.reporting.bookkeeping, "write_results",
                         lambda *args: calls.append(1) or real(*args))
-    monkeypatch.setattr(harness.results.bookkeeping, "TABLES_EVERY_S", 1e9)
+    monkeypatch.setattr(harness.reporting.bookkeeping, "TABLES_EVERY_S", 1e9)
     raw = small_config(train={"epochs": 1}, search={"seeds": [0, 1, 2]})
     assert sweep(raw, tmp_path).ran == 12
     assert len(calls) == 3  # start, the first trial's views, the end: not one per trial
@@ -210,7 +210,7 @@ def test_a_slow_step_says_what_it_is_doing_unless_quiet(capsys, monkeypatch):
     with saying("counting sheep", show=True):
         pass  # fast: nothing to say
     assert capsys.readouterr().err == ""
-    monkeypatch.setattr(harness.results.bookkeeping, "SLOW_S", 0.05)
+    monkeypatch.setattr(harness.reporting.bookkeeping, "SLOW_S", 0.05)
     with saying("counting sheep", show=False):
         time.sleep(0.3)
     assert capsys.readouterr().err == ""
@@ -226,7 +226,7 @@ TEAR_AT = 3  # the driver cuts the third trial's row in trials.csv in half
 DRIVER = f"""
 import runpy, sys, time
 from pathlib import Path
-import harness.results.bookkeeping as books
+import harness.reporting.bookkeeping as books
 
 real, calls = books.append_lines, []
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from conftest import ROOT, run_cli, small_config
 
-from harness.results.importance import METHOD
+from harness.reporting.importance import METHOD
 from harness.study.claims import DEAD
 
 

@@ -8,7 +8,7 @@ import torch
 
 from harness.config import ConfigError, parse_config
 from harness.hyperparams import HYPERPARAMS, NAMES, OPTIMIZERS, build_optimizer, run_name
-from harness.results.directory import TRIAL_COLUMNS
+from harness.reporting.directory import TRIAL_COLUMNS
 
 PACKAGE = Path(__file__).resolve().parent.parent / "harness"
 TABLE = PACKAGE / "hyperparams.py"

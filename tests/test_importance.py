@@ -8,7 +8,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import create_trial
 
-from harness.results.importance import METHOD, MIN_TRIALS, importance
+from harness.reporting.importance import METHOD, MIN_TRIALS, importance
 from harness.study.claims import distribution
 
 LRS = tuple(float(v) for v in np.geomspace(1e-4, 1, 50))

@@ -13,8 +13,8 @@ import yaml
 from conftest import run_cli, small_config
 
 from harness.config import ConfigError, parse_config
-from harness.results.directory import read_sweep, read_sweeps, sweep_labels
-from harness.results.report import _img, curves
+from harness.reporting.directory import read_sweep, read_sweeps, sweep_labels
+from harness.reporting.report import _img, curves
 from harness.sweep import SweepOptions, run_sweep
 
 SPACE = {"lr": [0.02, 1.0e6], "optimizer": ["sgd", "adam"]}  # lr 1e6 always diverges

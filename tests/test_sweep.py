@@ -10,7 +10,7 @@ from conftest import interrupt_epoch, small_config
 
 from harness.config import ConfigError, parse_config
 from harness.data import load_dataset
-from harness.results.directory import HISTORY_COLUMNS
+from harness.reporting.directory import HISTORY_COLUMNS
 from harness.sweep import SweepOptions, run_sweep
 
 CONTRACT_COLUMNS = [

@@ -9,10 +9,10 @@ import pytest
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from harness.results import slices, summary, tables
-from harness.results import stats as harness_stats
-from harness.results.directory import write_tables
-from harness.results.tables import Spec
+from harness.reporting import slices, summary, tables
+from harness.reporting import stats as harness_stats
+from harness.reporting.directory import write_tables
+from harness.reporting.tables import Spec
 
 MINIMIZE = Spec(maximize=False)
 

@@ -25,7 +25,7 @@ import pandas as pd
 
 from harness.config import Config, VisdomConfig
 from harness.errors import first_line
-from harness.results import tables
+from harness.reporting import tables
 from harness.types import INTERRUPTED, RETRYABLE
 
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 from harness.config import ConfigError
 from harness.files import atomic_write_csv, atomic_write_text
 from harness.hyperparams import NAMES
-from harness.results import summary, tables
+from harness.reporting import summary, tables
 from harness.study.claims import latest_attempts
 from harness.types import INTERRUPTED, RETRYABLE
 

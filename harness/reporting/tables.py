@@ -18,7 +18,7 @@ import pandas as pd
 
 from harness.config import METRICS
 from harness.hyperparams import CORE, NAMES, OPTIMIZER
-from harness.results import stats
+from harness.reporting import stats
 
 MAX_LEVELS = 12  # more distinct values than this, and a number is binned as continuous
 EXTRAS = ("best_epoch", "duration_s")  # means over COMPLETE seeds, after the tests

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from harness.hyperparams import BATCH_SIZE, LOG_SCALE, LR, OPTIMIZER
-from harness.results import stats
-from harness.results.tables import DEFAULT, MAX_LEVELS, Spec, config_columns, counts
+from harness.reporting import stats
+from harness.reporting.tables import DEFAULT, MAX_LEVELS, Spec, config_columns, counts
 
 ROWS, COLUMNS = LR, BATCH_SIZE  # a pivot's axes
 

@@ -30,7 +30,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial
 
 from harness.files import append_lines, ends_whole, file_lock
-from harness.results.directory import (
+from harness.reporting.directory import (
     HISTORY_COLUMNS,
     TRIAL_COLUMNS,
     csv_lines,
@@ -40,8 +40,8 @@ from harness.results.directory import (
     write_results,
     write_tables,
 )
-from harness.results.importance import METHOD
-from harness.results.importance import importance as rank_hparams
+from harness.reporting.importance import METHOD
+from harness.reporting.importance import importance as rank_hparams
 
 TABLES_EVERY_S = 5.0  # the rebuild while trials run, at most this often...
 TABLES_SHARE = 0.02  # ... and for at most this share of the time

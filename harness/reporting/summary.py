@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from harness.results import slices, stats, tables
-from harness.results.tables import Spec
+from harness.reporting import slices, stats, tables
+from harness.reporting.tables import Spec
 
 MAX_NOTES = 20  # configurations listed under the leaderboard, then a count
 WIDTH = 100  # of the terminal's prose

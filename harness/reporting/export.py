@@ -18,8 +18,8 @@ import sqlalchemy
 from harness.config import Config, ConfigError, dump_config, identity, load_config, parse_config
 from harness.files import atomic_write_text
 from harness.models import build_model, example_input, model_summary, summary_totals
-from harness.results.directory import write_results, write_tables
-from harness.results.importance import importance
+from harness.reporting.directory import write_results, write_tables
+from harness.reporting.importance import importance
 from harness.study.storage import open_storage
 
 

@@ -19,9 +19,9 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from harness.files import atomic_write_text  # noqa: E402
-from harness.results import slices, summary, tables  # noqa: E402
-from harness.results.summary import Comparison, Section  # noqa: E402
-from harness.results.tables import Spec  # noqa: E402
+from harness.reporting import slices, summary, tables  # noqa: E402
+from harness.reporting.summary import Comparison, Section  # noqa: E402
+from harness.reporting.tables import Spec  # noqa: E402
 
 TOP = 5  # learning curves of the top trials
 MAX_ROWS = 40  # of any table in the page
