@@ -169,8 +169,9 @@ def _sweep(args: argparse.Namespace) -> int:
     trials = outcome.trials
     maximize = config.objective.maximize
     with pd.option_context("display.width", 120, "display.max_columns", 20):
-        top = top_trials(trials, 5, maximize).round(
-            {LR: 6, "val_acc": 4, "test_acc": 4, "final_test_loss": 4, "duration_s": 1})
+        top = top_trials(trials, 5, maximize, config.objective.metric)
+        top = top.round({LR: 6, config.objective.metric: 4, "test_acc": 4,
+                         "final_test_loss": 4, "duration_s": 1})
         print(top.to_string(index=False))
     ran = f"ran {outcome.ran}" if outcome.ran else "nothing left to run"
     print(f"\n{state_counts(trials)} ({ran})")

@@ -95,6 +95,8 @@ def test_sweep_prints_progress_the_top_trials_and_the_results_path(tmp_path, wri
     assert result.returncode == 0, result.stderr
     assert "[4/4] 0003-adam-lr0.05-bs32-s0" in result.stderr
     assert "4 trials: 4 COMPLETE (ran 4)" in result.stdout
+    header = result.stdout.splitlines()[0].split()  # the top trials, objective by name
+    assert "val_acc" in header and "value" not in header
     assert f"results: results{'/'}tiny" in result.stdout
     assert len(pd.read_csv(tmp_path / "results" / "tiny" / "trials.csv")) == 4
     assert_self_contained(tmp_path / "results" / "tiny", 4)

@@ -81,12 +81,17 @@ def ranked_trials(trials: pd.DataFrame, maximize: bool = True) -> pd.DataFrame:
     return ranked.drop(columns="_complete")
 
 
-def top_trials(trials: pd.DataFrame, k: int = 5, maximize: bool = True) -> pd.DataFrame:
-    """The k best trials by the objective (`value`), failed and pruned ones last."""
+def top_trials(trials: pd.DataFrame, k: int = 5, maximize: bool = True,
+               metric: str | None = None) -> pd.DataFrame:
+    """The k best trials by the objective (`value`), failed and pruned ones last. For a
+    reader, `metric` names the objective: `value` is shown as that column."""
     test = test_column(trials)
     columns = [test if c == "test_acc" else c for c in TOP_COLUMNS]
     ranked = ranked_trials(trials, maximize)
-    return ranked[[c for c in columns if c in trials.columns]].head(k).reset_index(drop=True)
+    top = ranked[[c for c in columns if c in trials.columns]].head(k).reset_index(drop=True)
+    if metric is not None and metric not in top.columns:
+        top = top.rename(columns={"value": metric})
+    return top
 
 
 @dataclass(frozen=True)

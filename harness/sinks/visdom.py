@@ -203,10 +203,7 @@ class VisdomSink:
             return []
 
     def _panes(self, trials: pd.DataFrame, maximize: bool) -> None:
-        top = tables.top_trials(trials, 10, maximize).round(4)
-        metric = self.config.objective.metric  # `value` is the objective: say which
-        if metric not in top.columns:
-            top = top.rename(columns={"value": metric})
+        top = tables.top_trials(trials, 10, maximize, self.config.objective.metric).round(4)
         table = top.to_html(index=False, border=0, classes="harness-leaderboard")
         self.viz.text(LEADERBOARD_STYLE + table, win="leaderboard", env=self.env,
                       opts={"title": f"leaderboard ({self.env})", "width": 1000, "height": 280})
