@@ -13,17 +13,24 @@ BASE_PYTHON := $(shell for p in python3.12 python3.13 python3 python; do \
 # PostgreSQL's server programs: the distributed-mode tests start a real server.
 POSTGRES := $(shell command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | tail -n 1)
 
-.PHONY: sweep test lint postgres visdom-assets clean
+.PHONY: sweep test lint postgres browser visdom-assets clean
 
 sweep: $(STAMP) visdom-assets
 	$(PY) -m harness sweep experiments/quickstart.yaml
 
-test: $(STAMP) lint postgres visdom-assets
+test: $(STAMP) lint postgres browser visdom-assets
 	$(PY) -m pytest
 
 postgres:
 	@test -n "$(POSTGRES)" || { echo "installing PostgreSQL for the distributed tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+# Headless Chromium and its driver: the page tests (tests/test_pages.py) load report.html,
+# a Visdom environment and TensorBoard in it. Debian's packages, so nothing is downloaded
+# when the tests run.
+browser:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { echo "installing Chromium for the page tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 # The Visdom web page's scripts (pip's Visdom lacks them), fetched with npm once.
 visdom-assets: $(STAMP)

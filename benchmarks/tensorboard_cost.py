@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import harness.sweep
-from harness.config import load_config
+from harness.parse import load_config
 from harness.sinks.tensorboard import TensorBoardSink
 from harness.sweep import SweepOptions, run_sweep
 

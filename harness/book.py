@@ -135,6 +135,18 @@ class TrialBook:
         return value > best if self.training.maximize else value < best
 
 
+def attempt_checkpoint(checkpoints: Path, spec: TrialSpec) -> Path:
+    """Where an attempt keeps its best weights until its result is in the study; the
+    recorder then makes it checkpoints/<run>.pt (`final_checkpoint`), or deletes it when
+    the attempt is dropped, so <run>.pt always holds the weights of the row in
+    trials.csv, whichever worker or directory ran the point."""
+    return checkpoints / f".{spec.run}.t{spec.number}.pt"
+
+
+def final_checkpoint(checkpoints: Path, spec: TrialSpec) -> Path:
+    return checkpoints / f"{spec.run}.pt"
+
+
 def _save_checkpoint(weights: Weights, path: Path) -> OSError | None:
     """Save the best weights. A full disk is returned: the trial runs again once there
     is space. Any other failure costs the checkpoint only, with one warning."""

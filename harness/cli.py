@@ -8,6 +8,7 @@
     python -m harness summary experiments/grid.yaml          # per-layer model summary
     python -m harness compare results/run-a results/run-b    # each directory its own sweep
     python -m harness report results/quickstart              # results/quickstart/report.html
+    python -m harness report results/run-a results/run-b     # ./report.html, both sweeps
 
 Exit codes: 0 the sweep finished (failed trials are results, not errors); 2 bad input,
 with one line on stderr per problem (at most 20) naming the field, the value and the fix;
@@ -21,12 +22,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from harness import stop
-from harness.config import Config, load_config, parse_population
-from harness.errors import ConfigError, DatabaseFull, DataError, no_space
+from harness.checks import check_device, parse_population
+from harness.config import Config
+from harness.errors import ConfigError, DatabaseFull, DataError, SetupError, no_space
 from harness.hyperparams import LR
+from harness.parse import load_config
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_NO_SPACE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXPERIMENTS = Path("experiments")  # where `sweep NAME.yaml` looks when NAME.yaml is not here
@@ -73,8 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--format", choices=["table", "csv", "md", "html"], default="table",
                          help="table (terminal), csv (the leaderboard), md or html")
     compare.set_defaults(func=_compare)
-    report = commands.add_parser("report", help="write DIR/report.html with plots")
-    report.add_argument("dir", type=Path, metavar="DIR", help="results directory")
+    report = commands.add_parser("report", help="write DIR/report.html with plots; of "
+                                 "several sweeps, each its own (labelled as compare does)")
+    report.add_argument("dirs", type=Path, nargs="+", metavar="DIR", help="results directory")
+    report.add_argument("--out", type=Path, help="the page to write (default DIR/report.html "
+                        "for one sweep, report.html here for several)")
     report.set_defaults(func=_report)
     export = commands.add_parser("export", help="rebuild a results directory from a "
                                  "study in any storage (for sweeps shared by machines)")
@@ -106,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         for line in getattr(err, "lines", [str(err)]):
             print(f"harness: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except SetupError as err:
+        print(f"harness: {err}", file=sys.stderr)
+        return EXIT_INTERNAL
     except KeyboardInterrupt:
         if args.command == "sweep":
             print("harness: interrupted; finished trials are saved: run the same command "
@@ -148,12 +157,11 @@ def _sweep(args: argparse.Namespace) -> int:
     config = load_config(find_config(args.config))  # bad input is answered before torch loads
     if args.workers < 1:
         raise ConfigError(f"--workers: {args.workers} is too small; use 1 or more")
+    if args.device is not None:
+        check_device(args.device, "--device")  # as train.device is checked
     population = None if args.population is None else parse_population(args.population,
                                                                          "--population")
-    import pandas as pd
-
     from harness.quiet import quiet_dependencies
-    from harness.reporting.tables import state_counts, top_trials
     from harness.study.storage import check_fresh
     from harness.sweep import SweepOptions, run_sweep
 
@@ -166,10 +174,30 @@ def _sweep(args: argparse.Namespace) -> int:
     args.database = args.storage or (args.out or Path("results") / config.name) / "study.db"
     outcome = run_sweep(config, options)
     stop.check()  # asked to stop while the last files were written: say so
+    if not args.quiet:  # --quiet: nothing but errors and warnings
+        _ending(config, outcome, args)
+    return EXIT_OK
+
+
+def _ending(config: Config, outcome: Any, args: argparse.Namespace) -> None:
+    """The answer in words, the top trials, the counts, and where the results are."""
+    import textwrap
+
+    import pandas as pd
+
+    from harness.config import to_dict
+    from harness.reporting import answer, summary
+    from harness.reporting.tables import Spec, config_columns, state_counts, top_trials
+
     trials = outcome.trials
-    maximize = config.objective.maximize
+    spec = Spec.from_config(to_dict(config))
+    if not args.dry_run:  # two batches of one epoch answer nothing
+        c = summary.build(trials, spec)
+        for line in answer.answer(c.trials, c.board, config_columns(trials, spec), spec):
+            print(textwrap.fill(line, summary.WIDTH, subsequent_indent="  "))
+        print()
     with pd.option_context("display.width", 120, "display.max_columns", 20):
-        top = top_trials(trials, 5, maximize, config.objective.metric)
+        top = top_trials(trials, 5, config.objective.maximize, config.objective.metric)
         top = top.round({LR: 6, config.objective.metric: 4, "test_acc": 4,
                          "final_test_loss": 4, "duration_s": 1})
         print(top.to_string(index=False))
@@ -179,22 +207,21 @@ def _sweep(args: argparse.Namespace) -> int:
         print("dry run passed" + (f"; files in {outcome.out}" if args.out else ""))
     else:
         print(f"results: {outcome.out}")
-    return EXIT_OK
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from harness.reporting import summary, tables
-    from harness.reporting.directory import read_sweeps
+    from harness.reporting import summary
+    from harness.reporting.saved import read_sweeps
 
     sweep = read_sweeps(args.dirs)
+    _say(sweep.notes)
     trials, spec = sweep.trials, sweep.spec
-    if args.format == "csv":
-        warning = summary.warning(spec)
-        if warning:  # the table itself has no room for it
-            print(f"harness: {warning}", file=sys.stderr)
-        print(tables.leaderboard(trials, spec).to_csv(index=False), end="")
+    if args.format == "csv":  # the table itself has no room for what the headline says
+        running = summary.still_running(sweep.running).removeprefix("; ")
+        _say([line for line in (summary.warning(spec), running) if line])
+        print(summary.build(trials, spec).board.to_csv(index=False), end="")
         return EXIT_OK
-    comparison = summary.build(trials, spec)
+    comparison = summary.build(trials, spec, running=sweep.running)
     if args.format == "md":
         print(summary.markdown(comparison, sweep.name))
     elif args.format == "html":
@@ -207,13 +234,22 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from harness.reporting.directory import read_sweep
     from harness.reporting.report import write_report
+    from harness.reporting.saved import read_sweeps
 
-    sweep = read_sweep(args.dir)
-    path = write_report(args.dir, sweep.trials, sweep.history, sweep.spec, sweep.name)
+    sweep = read_sweeps(args.dirs)
+    _say(sweep.notes)
+    path = args.out or (args.dirs[0] / "report.html" if len(args.dirs) == 1
+                        else Path("report.html"))
+    write_report(path, sweep.trials, sweep.history, sweep.spec, sweep.name, sweep.running)
     print(f"report: {path}")
     return EXIT_OK
+
+
+def _say(lines: list[str]) -> None:
+    """What a reader should know before the tables, one line each on stderr."""
+    for line in lines:
+        print(f"harness: {line}", file=sys.stderr)
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -1,42 +1,20 @@
-"""YAML -> frozen, validated config objects. Only this module (with yamlfile.py) reads YAML.
-
-Every problem is one line of a `ConfigError`: the file, the field path, the bad value
-and how to fix it; all of a config's problems are reported at once. Nothing runs and
-nothing is written before a config has passed `load_config`.
+"""A sweep's config as typed, frozen objects, one line of comment per field, with the
+vocabularies its fields take; and the config back as plain YAML data (config.yaml, the
+study's identity). parse.py makes one from YAML; checks.py holds its checks.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from harness.hyperparams import (
-    BATCH_SIZE,
-    BY_NAME,
-    HYPERPARAMS,
-    LR,
-    MOMENTUM,
-    OPTIMIZER,
-    WEIGHT_DECAY,
-)
-from harness.models import MODELS
-from harness.schema import (
-    ConfigError,
-    Problems,
-    at_least,
-    build,
-    choice,
-    invalid,
-    show,
-)
-from harness.space import Range, check_unused, parse_space
+from harness.hyperparams import BATCH_SIZE, BY_NAME, LR, MOMENTUM, OPTIMIZER, WEIGHT_DECAY
+from harness.space import Range
+from harness.stats import ALPHA
 from harness.types import DIVERGE_ABOVE
-from harness.yamlfile import read_yaml
 
 DATASETS = ("mnist", "mnist-5k", "synthetic")
 METHODS = ("grid", "optuna")
@@ -46,9 +24,10 @@ DIRECTIONS = ("maximize", "minimize")
 # Each objective metric's natural direction; val_* need data.val_fraction > 0.
 METRICS = {"val_acc": "maximize", "val_loss": "minimize", "test_acc": "maximize",
            "test_loss": "minimize", "train_loss": "minimize"}
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 TRAIN_SAMPLES = {"mnist": 60_000, "mnist-5k": 4_000, "synthetic": 2_000}  # full training sets
+TEST_SAMPLES = {"mnist": 10_000, "mnist-5k": 1_000, "synthetic": 500}  # full test sets
 POPULATION_AUTO, POPULATION_OFF = "auto", "off"  # train.population's words besides a number
+ACCURACY_MARGIN = 0.005  # objective.margin for an accuracy when none is given: half a point
 
 
 @dataclass(frozen=True)
@@ -82,6 +61,18 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class RaceConfig:
+    first: int = 2  # seeds every configuration runs before any is raced out
+    alpha: float = ALPHA  # one-sided Welch test against the leader, per comparison
+
+
+@dataclass(frozen=True)
+class ConfirmConfig:
+    top: int = 5  # the search's best configurations, by its own values...
+    seeds: tuple[int, ...] = ()  # ... run again on these fresh seeds, and ranked on them
+
+
+@dataclass(frozen=True)
 class SearchConfig:
     method: str = "grid"  # grid: every combination; optuna: n_trials sampled points
     space: dict[str, tuple[Any, ...] | Range] = field(default_factory=dict)  # param -> values
@@ -89,12 +80,19 @@ class SearchConfig:
     n_trials: int = 20  # optuna only: configurations to try
     sampler: str = "tpe"  # optuna only: tpe | random
     pruner: str = "none"  # optuna only: none | median | hyperband, on the per-epoch objective
+    # More seeds only for configurations that may still be the best (seeds: the most);
+    # None: every configuration runs every seed.
+    race: RaceConfig | None = None
+    confirm: ConfirmConfig | None = None  # optuna only: the top ones on fresh seeds
 
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
     metric: str = "val_acc"  # chooses each trial's best epoch; a key of METRICS (test_*: biased)
     direction: str = ""  # maximize | minimize; empty picks the metric's natural direction
+    # A difference smaller than this is no difference (verdict `equivalent`); for an
+    # accuracy ACCURACY_MARGIN when none is given, for a loss none (never equivalent).
+    margin: float | None = None
 
     @property
     def maximize(self) -> bool:
@@ -134,58 +132,6 @@ class Config:
     logging: LoggingConfig = LoggingConfig()
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a YAML config; raise ConfigError with a line per problem."""
-    path = Path(path)
-    problems = Problems()
-    try:
-        return parse_config(read_yaml(path, problems), problems)
-    except ConfigError as err:
-        raise err.prefixed(f"{path}: ") from None
-
-
-def parse_config(raw: Any, problems: Problems | None = None) -> Config:
-    """Validate an already-parsed YAML document; raise ConfigError with every problem
-    (those already in `problems` first)."""
-    problems = Problems() if problems is None else problems
-    if not isinstance(raw, dict):
-        problems.add("", f"the config must be a mapping of sections, got {show(raw)}; "
-                     "start from experiments/quickstart.yaml")
-        problems.raise_any()
-    raw = dict(raw)
-    if "name" not in raw:
-        problems.add("name", "name: missing; add a name such as 'name: lenet-grid'")
-        raw["name"] = ""
-    for key in ("search", "logging"):
-        if isinstance(raw.get(key), dict):
-            raw[key] = dict(raw[key])
-    search_raw = raw.get("search") or {}
-    space_raw = search_raw.pop("space", None) if isinstance(search_raw, dict) else None
-    logging_raw = raw.get("logging") or {}
-    visdom_raw = logging_raw.pop("visdom", None) if isinstance(logging_raw, dict) else None
-    tensorboard_raw = logging_raw.pop("tensorboard", True) if isinstance(
-        logging_raw, dict) else True
-    config = build(Config, raw, "", problems)
-    method = None if problems.failed("search.method") else config.search.method
-    search = dataclasses.replace(config.search, space=parse_space(space_raw, method, problems))
-    logging = dataclasses.replace(
-        config.logging, visdom=_switch(VisdomConfig, visdom_raw, "logging.visdom", problems),
-        tensorboard=_switch(TensorBoardConfig, tensorboard_raw, "logging.tensorboard",
-                            problems))
-    config = dataclasses.replace(config, search=search, logging=logging)
-    _check(config, problems)
-    problems.raise_any()
-    return _resolve(config)
-
-
-def train_split_size(data: DataConfig) -> int:
-    """Samples in the training split: the one place that knows it before the data is
-    loaded (data.py's loaders must agree; tests/test_data.py checks that they do)."""
-    full = TRAIN_SAMPLES[data.dataset]
-    rest = full - round(full * data.val_fraction)  # the validation split comes out first
-    return rest if data.train_size is None else min(rest, data.train_size)
-
-
 def to_dict(config: Config) -> dict[str, Any]:
     """The config as plain YAML-ready data (the shape `parse_config` reads back)."""
     out = dataclasses.asdict(config)
@@ -197,6 +143,13 @@ def to_dict(config: Config) -> dict[str, Any]:
     for key in ("visdom", "tensorboard"):
         if getattr(config.logging, key) is None:
             out["logging"][key] = False
+    for key in ("race", "confirm"):
+        if getattr(config.search, key) is None:
+            out["search"].pop(key)  # absent, as configs of earlier versions are
+    if config.search.confirm is not None:
+        out["search"]["confirm"]["seeds"] = list(config.search.confirm.seeds)
+    if config.objective.margin is None:
+        out["objective"].pop("margin")
     return out
 
 
@@ -210,167 +163,6 @@ def identity(config: Config) -> dict[str, Any]:
     out.pop("logging")
     out["train"].pop("device")
     out["train"].pop("population")  # how trials are scheduled, not what they compute
+    if config.search.race is None:  # then the margin only words the verdicts
+        out["objective"].pop("margin", None)
     return out
-
-
-# ----------------------------------------------------------------- checks
-
-
-def _switch(cls: type, raw: Any, path: str, problems: Problems) -> Any:
-    """A section that is on with defaults (true), off (false), or on with settings."""
-    if raw is None or raw is False:
-        return None
-    if raw is True:
-        return cls()
-    return build(cls, raw, path, problems)
-
-
-def _check(config: Config, problems: Problems) -> None:
-    """Ranges and choices that types alone do not catch. A field whose type was wrong
-    already has its problem and is not checked again."""
-    check = problems.check
-    for value, choices, path in (
-            (config.data.dataset, DATASETS, "data.dataset"), (config.model, tuple(MODELS), "model"),
-            (config.search.method, METHODS, "search.method"),
-            (config.search.sampler, SAMPLERS, "search.sampler"),
-            (config.search.pruner, PRUNERS, "search.pruner"),
-            (config.objective.metric, tuple(METRICS), "objective.metric")):
-        check(path, choice, value, choices, path)
-    if config.objective.direction:  # empty: the metric's own direction
-        check("objective.direction", choice, config.objective.direction, DIRECTIONS,
-              "objective.direction")
-        check("objective.direction", _check_direction, config.objective)
-    tensorboard = config.logging.tensorboard
-    for value, low, path in (
-            (config.train.epochs, 1, "train.epochs"),
-            (config.search.n_trials, 1, "search.n_trials"),
-            (config.train.eval_batch_size, 1, "train.eval_batch_size"),
-            (config.data.train_size, 1, "data.train_size"),
-            (config.data.test_size, 1, "data.test_size"),
-            (tensorboard.log_every if tensorboard else None, 0,
-             "logging.tensorboard.log_every")):
-        if value is not None:
-            check(path, at_least, value, low, path)
-    for h in HYPERPARAMS:
-        check(f"train.{h.name}", _valid, getattr(config.train, h.name), h.check, h.valid,
-              f"train.{h.name}")
-    check("train.diverge_above", _valid, config.train.diverge_above, lambda v: v > 0,
-          "a number > 0", "train.diverge_above")
-    check("train.population", parse_population, config.train.population, "train.population")
-    check("data.val_fraction", _check_fraction, config.data.val_fraction)
-    if not problems.failed("data.val_fraction"):
-        check("objective.metric", _check_validation, config.data.val_fraction,
-              config.objective.metric)
-    check("name", _check_name, config.name)
-    check("train.device", _check_device, config.train.device)
-    check("search.seeds", _check_seeds, config.search.seeds)
-    _check_grid_only(config, problems)
-    _check_batch_size(config, problems)
-    check_unused(config.search.space, config.train.optimizer, problems)
-
-
-def _valid(value: Any, test: Any, valid: str, path: str) -> None:
-    if not test(value):
-        raise invalid(value, valid, path)
-
-
-def parse_population(value: Any, path: str) -> int | str:
-    """auto, off (or YAML's false), or a number of trials >= 1, as the sweep reads it."""
-    if value is False or value == POPULATION_OFF:
-        return POPULATION_OFF
-    if value == POPULATION_AUTO:
-        return POPULATION_AUTO
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return value
-    raise ConfigError(f"{path}: {show(value)} is not valid; use auto, off or the number "
-                      "of trials to train together (an integer >= 1)")
-
-
-def _check_fraction(fraction: float) -> None:
-    if not 0 <= fraction < 1:
-        raise ConfigError(f"data.val_fraction: {show(fraction)} is not valid; use a number "
-                          "in [0, 1), such as 0.1 (0 turns validation off)")
-
-
-def _check_validation(fraction: float, metric: str) -> None:
-    if metric.startswith("val_") and fraction == 0:
-        raise ConfigError(f"objective.metric: {metric} needs a validation split but "
-                          "data.val_fraction is 0; set data.val_fraction (e.g. 0.1) or "
-                          "choose test_acc, test_loss or train_loss")
-
-
-def _check_direction(objective: ObjectiveConfig) -> None:
-    """A direction against the metric's own would choose each trial's worst epoch."""
-    natural = METRICS.get(objective.metric)
-    if natural is not None and objective.direction != natural:
-        better = "larger" if natural == "maximize" else "smaller"
-        raise ConfigError(f"objective.direction: {objective.direction} contradicts "
-                          f"{objective.metric}, which is better {better}; use {natural} "
-                          "or leave direction out")
-
-
-def _check_name(name: str) -> None:
-    if not NAME_PATTERN.fullmatch(name):
-        raise ConfigError(f"name: {name!r} cannot name a results directory; use "
-                          "letters, digits, '.', '_' and '-' (no '/' or leading '.')")
-
-
-def _check_device(device: str) -> None:
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
-        raise ConfigError(f"train.device: {device!r} is not a device; use auto, "
-                          "cpu, cuda or cuda:N")
-
-
-def _check_seeds(seeds: tuple[int, ...]) -> None:
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"search.seeds: {list(seeds)} repeats a seed")
-
-
-def _check_grid_only(config: Config, problems: Problems) -> None:
-    if config.search.method != "grid" or problems.failed("search.method"):
-        return
-    for key in ("sampler", "pruner", "n_trials"):
-        default = getattr(SearchConfig(), key)
-        if getattr(config.search, key) != default and not problems.failed(f"search.{key}"):
-            problems.add(f"search.{key}", f"search.{key}: only used by method optuna; "
-                         "remove it or set search.method: optuna")
-
-
-def _check_batch_size(config: Config, problems: Problems) -> None:
-    """No batch larger than the training split: such a trial would train on one short
-    batch per epoch, a different experiment from the one the config names."""
-    space = f"search.space.{BATCH_SIZE}"
-    if problems.failed("data.dataset", "data.train_size", "data.val_fraction", space):
-        return
-    n = train_split_size(config.data)
-    searched = config.search.space.get(BATCH_SIZE)
-    if isinstance(searched, Range):
-        sizes = {f"{space}.high": searched.high}
-    elif searched is not None:
-        sizes = {f"{space}[{i}]": v for i, v in enumerate(searched)}
-    elif not problems.failed(f"train.{BATCH_SIZE}"):
-        sizes = {f"train.{BATCH_SIZE}": config.train.batch_size}
-    else:
-        sizes = {}
-    more = config.data.train_size is not None and n < TRAIN_SAMPLES[config.data.dataset]
-    for path, size in sizes.items():
-        if size > n:
-            problems.add(path, f"{path}: {size:g} is larger than the training split ({n} "
-                         f"samples of {config.data.dataset}); use at most {n}"
-                         + (", or a larger data.train_size" if more else ""))
-
-
-def _resolve(config: Config) -> Config:
-    """Fill the defaults that depend on other fields, so config.yaml shows what ran."""
-    seeds = config.search.seeds or (config.train.seed,)
-    direction = config.objective.direction or METRICS[config.objective.metric]
-    population = parse_population(config.train.population, "train.population")
-    return dataclasses.replace(
-        config, train=dataclasses.replace(config.train, population=population),
-        search=dataclasses.replace(config.search, seeds=seeds),
-        objective=dataclasses.replace(config.objective, direction=direction),
-    )
-
-

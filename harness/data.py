@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.config import TRAIN_SAMPLES, DataConfig
+from harness.config import TEST_SAMPLES, TRAIN_SAMPLES, DataConfig
 from harness.errors import DataError, first_line
 from harness.types import IMAGE_SHAPE
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
-SYNTHETIC_SIZES = (TRAIN_SAMPLES["synthetic"], 500)  # train, test samples of the synthetic set
+SYNTHETIC_SIZES = (TRAIN_SAMPLES["synthetic"], TEST_SAMPLES["synthetic"])  # train, test
 DATA_SEED = 0  # fixes the mnist-5k train/test split and the synthetic digits, always
 
 

@@ -37,6 +37,11 @@ class DataError(RuntimeError):
     """The data set cannot be had; the message says where to put it."""
 
 
+class SetupError(RuntimeError):
+    """The sweep cannot train at all here (the device, the model): exit 1, one line,
+    nothing recorded."""
+
+
 class DatabaseFull(OSError):
     """SQLite could not write: the disk that holds the study's database is full."""
 

@@ -1,5 +1,6 @@
 """Atomic file writes: a crash leaves the old file or the new one, never half of one;
-appends of whole lines, and a check that a file still ends on a whole line."""
+appends of whole lines, and a check that a file still ends on a whole line. Every file
+gets the mode the process's umask gives a new file."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ from typing import IO, Any
 import pandas as pd
 import torch
 
+# A new file's mode before the umask, as open() and other tools create files: with the
+# usual umask 022 others can read the results (0644), with 077 they cannot (0600).
+NEW_FILE = 0o666
+
 
 def _atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write through a temporary file. An OSError from writing names `path`: a failed
@@ -22,6 +27,7 @@ def _atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, NEW_FILE & ~umask())  # mkstemp's 0600 would stay after the rename
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -32,6 +38,21 @@ def _atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
         if isinstance(err, OSError) and err.errno is not None and err.filename is None:
             raise OSError(err.errno, err.strerror, str(path)) from err
         raise
+
+
+def umask() -> int:
+    """The process's umask, read without changing it (os.umask can only set it: reading
+    it that way would race with other threads creating files)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    old = os.umask(0o022)  # no /proc: set and restore
+    os.umask(old)
+    return old
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -48,7 +69,7 @@ def append_lines(path: Path, text: str) -> int:
     process killed inside the write can still leave part of it (the kernel may stop a
     write at a page boundary): writers check `ends_whole` before they add to a file."""
     data = text.encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, NEW_FILE)
     try:
         written = 0
         while written < len(data):  # a short write is finished, not left half

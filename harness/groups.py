@@ -17,15 +17,20 @@ from typing import Any
 import optuna
 import torch
 
-from harness.book import EpochCallback, TrialBook
+from harness import train
+from harness.book import EpochCallback, TrialBook, attempt_checkpoint
 from harness.config import POPULATION_AUTO, POPULATION_OFF
 from harness.data import Dataset
+from harness.errors import SetupError, describe
+from harness.hyperparams import LR, OPTIMIZER, build_optimizer
+from harness.models import build_model
 from harness.sinks.base import Sink
 from harness.study.claims import Claim
 from harness.study.owner import Lease, heartbeat
 from harness.trainers.fused import FusedTrainer, fusable_key
+from harness.trainers.population import Member, PopulationTrainer
 from harness.trial import run_books, run_trial
-from harness.types import INTERRUPTED, Training, TrialResult
+from harness.types import INTERRUPTED, Training, TrialResult, TrialSpec
 
 # `auto` on CUDA. The README's table (one H200, LeNet, batch 64): 32 trials at once give
 # 76x the trials per hour of one at a time and 128 give 85x; 32 keeps an Optuna search
@@ -41,6 +46,35 @@ def population_size(setting: int | str, device: torch.device) -> int:
     if setting == POPULATION_AUTO:
         return CUDA_POPULATION if device.type == "cuda" else 1
     return int(setting)
+
+
+def check_setup(spec: TrialSpec, training: Training, data: Dataset, size: int) -> None:
+    """One step of the sweep's model and optimizer on two samples, an evaluation, and
+    (when the sweep trains populations) a population of two evaluated, on the sweep's
+    device, before any trial is claimed. A fault that would fail every trial the same
+    way (a device that cannot train, a model that cannot be built) stops the sweep here
+    as a SetupError, and no trial is recorded as its result. The global random state is
+    left as it was."""
+    device = data.device
+    x, y = data.x_train[:2], data.y_train[:2]
+    try:
+        with torch.random.fork_rng(devices=[]):
+            model = build_model(training.model).to(device)
+            if training.channels_last:
+                model = model.to(memory_format=torch.channels_last)
+            optimizer = build_optimizer(model.parameters(), spec.params,
+                                        fused=device.type == "cuda")
+            train.train_epoch(model, optimizer, x, y, len(x), torch.Generator(),
+                              amp=training.amp, should_stop=lambda: False)
+            train.evaluate(model, x, y, len(x), training.amp)
+            if size > 1:
+                pair = [Member(seed, spec.params[LR]) for seed in (0, 1)]
+                PopulationTrainer(pair, spec.params[OPTIMIZER], len(x), device,
+                                  amp=training.amp).evaluate(x, y, len(x))
+    except Exception as err:
+        raise SetupError(f"the sweep cannot train {training.model} on {device} "
+                         f"({describe(err)}); nothing was run or recorded: fix this and "
+                         "run the same command") from err
 
 
 def by_key(claims: Sequence[Claim]) -> list[list[Claim]]:
@@ -85,9 +119,10 @@ def _run_group(group: list[Claim], training: Training, data: Dataset,
     if len(group) == 1:
         [claim] = group
         return [run_trial(claim.spec, training, data, sinks(),
-                          checkpoints / f"{claim.spec.run}.pt",
+                          attempt_checkpoint(checkpoints, claim.spec),
                           pruning(claim.trial, claim.trial_id))]
-    books = [TrialBook(claim.spec, training, sinks(), checkpoints / f"{claim.spec.run}.pt",
+    books = [TrialBook(claim.spec, training, sinks(),
+                       attempt_checkpoint(checkpoints, claim.spec),
                        pruning(claim.trial, claim.trial_id)) for claim in group]
     specs = [claim.spec for claim in group]
     return run_books(books, lambda: FusedTrainer(specs, training, data), data.device)

@@ -8,18 +8,21 @@ trial is still this worker's.
 
 from __future__ import annotations
 
+import os
+
 import optuna
 from optuna.trial import TrialState
 
-from harness.book import EpochCallback
+from harness.book import EpochCallback, attempt_checkpoint, final_checkpoint
 from harness.data import Dataset
 from harness.errors import warn
 from harness.reporting.bookkeeping import ResultFiles, signals_held
-from harness.reporting.directory import rerun_row
+from harness.reporting.tables import rerun_row
 from harness.sinks.progress import ProgressSink
+from harness.sinks.tensorboard import discard_attempt
 from harness.study.claims import Claim
 from harness.study.owner import Lease
-from harness.types import INTERRUPTED, TrialResult
+from harness.types import INTERRUPTED, TrialResult, TrialSpec
 
 DROPPED = "its point runs again and this attempt's result is dropped"
 
@@ -61,10 +64,26 @@ class Recorder:
             if recorded:
                 self.books.append(self.storage.get_trial(claim.trial_id),
                                   lambda: self.study.get_trials(deepcopy=False))
+            self._settle_files(result.spec, kept=bool(recorded))
         done = recorded and not rerun_row(result.state, result.error)
         # Its place among the sweep's done points, whichever process ran them.
         self.progress.recorded(result, self.books.count_done() if done else None)
         return recorded
+
+    def _settle_files(self, spec: TrialSpec, kept: bool) -> None:
+        """The attempt's checkpoint becomes its run's (its row is the study's now), or,
+        when its result was dropped, it goes with the attempt's TensorBoard events: a
+        checkpoint and a run always show the attempt that trials.csv reports."""
+        checkpoints = self.books.out / "checkpoints"
+        attempt = attempt_checkpoint(checkpoints, spec)
+        try:
+            if not kept:
+                attempt.unlink(missing_ok=True)
+                discard_attempt(self.books.out / "tb", spec)
+            elif attempt.exists():
+                os.replace(attempt, final_checkpoint(checkpoints, spec))
+        except OSError as err:
+            warn(f"{spec.run}: its checkpoint could not be put in place ({err})")
 
     def store(self, claim: Claim, result: TrialResult, lease: Lease) -> int:
         """Store the result in the study: 1, or 0 when the trial was no longer this

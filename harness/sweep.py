@@ -18,17 +18,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pandas as pd
 import torch
 
 from harness import stop
-from harness.config import Config, ConfigError, VisdomConfig, dump_config
+from harness.config import Config, VisdomConfig, dump_config
 from harness.data import Dataset, load_dataset
 from harness.device import resolve_device, setup_device
+from harness.errors import ConfigError
 from harness.files import atomic_write_csv, atomic_write_text, file_lock
-from harness.groups import population_size, run_claims
+from harness.groups import check_setup, population_size, run_claims
 from harness.models import build_model, example_input, model_summary, summary_totals
 from harness.record import Recorder, pruning
 from harness.reporting.bookkeeping import ResultFiles, Views, final_tables, rebuild, saying
@@ -62,6 +64,9 @@ class SweepOptions:
     workers: int = 1  # processes pulling points from the study (this one included)
     child: bool = False  # a --workers child: no bar (only trial lines), no final tables
     population: int | str | None = None  # overrides train.population: auto, off or N
+    # A --workers child's shared count (a multiprocessing.Value) of the trials the
+    # children recorded, added to as each is recorded: a child killed later still counts.
+    counter: Any = None
 
 
 @dataclass
@@ -149,6 +154,7 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
     views = Views(out, books, study, config.name, maximize, sinks.refresh)
     show = options.progress and not options.child
     size = population_size(options.population or config.train.population, data.device)
+    check_setup(search.default_spec(), training, data, size)
     ran = 0
     try:
         for claims in _batches(search, size, show):
@@ -156,7 +162,11 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
             for claim, result, lease in run_claims(
                     claims, training, data, storage, sinks.for_trial, out / "checkpoints",
                     lambda trial, lease: pruning(trial, config.objective.metric, lease)):
-                ran += recorder.record(claim, result, lease)
+                recorded = recorder.record(claim, result, lease)
+                ran += recorded
+                if options.counter is not None and recorded:
+                    with options.counter.get_lock():
+                        options.counter.value += recorded
                 results.append(result)
             views.after_trial(force=any(r.interrupted for r in results))
             _raise_stops(results)
@@ -258,6 +268,8 @@ def _dry_run(config: Config, options: SweepOptions) -> SweepOutcome:
     if options.out is not None and (options.out / "config.yaml").exists():
         raise ConfigError(f"--out: {options.out} holds a sweep; a dry run needs a new or "
                           "empty directory")
+    if options.out is not None:
+        prepare_out(options.out)  # the same one line as a sweep for an unwritable --out
     device = resolve_device(options.device or config.train.device)
     setup_device(device)
     data = load_dataset(config.data, device)
@@ -270,7 +282,6 @@ def _dry_run(config: Config, options: SweepOptions) -> SweepOutcome:
 @contextmanager
 def _dry_out(out: Path | None) -> Iterator[Path]:
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
         yield out
         return
     tmp = Path(tempfile.mkdtemp(prefix="harness-dry-run-"))

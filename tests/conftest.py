@@ -161,3 +161,7 @@ def fill(path: Path, free: int) -> None:
                 f.flush()
         except OSError:
             pass
+
+
+# `browser`: one headless Chromium per session for the page tests (tests/browser.py).
+from browser import browser  # noqa: E402, F401

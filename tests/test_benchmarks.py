@@ -30,3 +30,18 @@ def test_population_benchmark_runs_on_the_cpu_and_writes_its_table(tmp_path):
     assert (out / "population.png").stat().st_size > 0
     assert "best per population size" in (out / "summary.txt").read_text()
     assert "trials_per_hour" in result.stdout
+
+
+def test_race_benchmark_runs_small_and_says_whether_the_answers_agree(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "benchmarks/race.py", "--small", "--out", str(tmp_path)],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+        text=True, timeout=900)
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(tmp_path / "race.csv")
+    assert len(table) == 12 and {"rank_full", "verdict_full", "rank_raced", "verdict_raced",
+                                 "raced_seeds"} <= set(table)
+    full = pd.read_csv(tmp_path / "full" / "trials.csv")
+    raced = pd.read_csv(tmp_path / "raced" / "trials.csv")
+    assert len(full) == 48 and len(raced) == table["raced_seeds"].sum() <= 48
+    assert "full grid: 48 trials" in result.stdout and "answers agree: " in result.stdout

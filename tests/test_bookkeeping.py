@@ -16,7 +16,7 @@ import yaml
 from conftest import ROOT, small_config
 
 import harness.reporting.bookkeeping
-from harness.config import parse_config
+from harness.parse import parse_config
 from harness.reporting.bookkeeping import ResultFiles, saying
 from harness.reporting.directory import HISTORY_COLUMNS, TRIAL_COLUMNS, write_results
 from harness.sweep import SweepInterrupted, SweepOptions, run_sweep

@@ -1,5 +1,6 @@
 """The command line as a user runs it: real processes, exit codes, signals."""
 
+import json
 import os
 import re
 import signal
@@ -123,7 +124,7 @@ def assert_self_contained(out, n_trials):
 
 def slow_config(write_config):
     # Four trials of about a second each, so a signal lands inside a trial.
-    raw = small_config(data={"train_size": 2000}, train={"epochs": 4})
+    raw = small_config(data={"train_size": 1800}, train={"epochs": 4})
     return str(write_config(raw))
 
 
@@ -295,3 +296,122 @@ def test_ctrl_c_with_workers_records_every_running_trial(tmp_path, write_config)
     result = run_cli("sweep", config, "--out", "r", "--workers", "2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     final_trials(tmp_path)
+
+
+POPULATION_SEARCHES = {
+    # Eight sgd points of one batch size: two populations of four.
+    "grid": {"space": {"lr": [0.01, 0.02, 0.03, 0.04], "batch_size": [32],
+                       "optimizer": ["sgd"]}, "seeds": [0, 1]},
+    "optuna": {"method": "optuna", "n_trials": 8, "sampler": "random",
+               "space": {"lr": {"low": 0.005, "high": 0.05, "log": True},
+                         "batch_size": [32], "optimizer": ["sgd"]}},
+}
+
+
+@pytest.mark.parametrize("method", sorted(POPULATION_SEARCHES))
+def test_ctrl_c_inside_a_population_stops_at_the_next_step_and_resume_completes(
+        tmp_path, write_config, method):
+    raw = small_config(data={"train_size": 1800}, train={"epochs": 3},
+                       search=POPULATION_SEARCHES[method])
+    config = str(write_config(raw))
+    process = start_sweep(tmp_path, config, "--population", "4", running=4)
+    sent = time.monotonic()
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group
+    assert process.wait(timeout=60) == 130, process.stderr.read()
+    # A population's epoch takes seconds here; the stop comes after one fused step
+    # (bounded loosely: the interpreter's exit and the files come after it).
+    assert time.monotonic() - sent < 5
+    saved = pd.read_csv(tmp_path / "r" / "trials.csv", keep_default_na=False)
+    assert len(saved) == 4 and (saved.error == "interrupted").all(), saved
+    result = run_cli("sweep", config, "--out", "r", "--population", "4", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    trials = pd.read_csv(tmp_path / "r" / "trials.csv")
+    assert len(trials) == 8 and (trials.state == "COMPLETE").all()
+    assert trials.run.is_unique and len(set(zip(trials.lr, trials.seed, strict=True))) == 8
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_every_file_gets_the_mode_the_umask_gives_a_new_file(tmp_path, write_config, mask,
+                                                             mode):
+    raw = small_config(logging={"tensorboard": True, "visdom": False})
+    config = str(write_config(raw))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def harness(*args):
+        done = subprocess.run([sys.executable, "-m", "harness", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300,
+                              preexec_fn=lambda: os.umask(mask))
+        assert done.returncode == 0, done.stderr
+
+    harness("sweep", config, "--out", "r", "--quiet")
+    harness("report", "r")
+    harness("export", "--storage", "sqlite:///r/study.db", "--study", "tiny", "--out", "x")
+    files = [p for p in [*(tmp_path / "r").rglob("*"), *(tmp_path / "x").rglob("*")]
+             if p.is_file()]
+    kinds = {p.name if p.suffix != ".pt" else "*.pt" for p in files}
+    assert {"config.yaml", "trials.csv", "history.csv", "summary.md", "model_summary.csv",
+            "leaderboard.csv", "report.html", "*.pt", "study.db"} <= kinds
+    assert any(p.name.startswith("events.out.tfevents") for p in files)
+    wrong = {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in files
+             if p.stat().st_mode & 0o777 != mode}
+    assert wrong == {}
+
+
+def test_ran_counts_the_trials_of_a_worker_killed_later(tmp_path, write_config):
+    raw = small_config(data={"train_size": 1000}, train={"epochs": 3},
+                       search={"seeds": [0, 1]})
+    config = str(write_config(raw))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harness", "sweep", config, "--out", "r", "--workers", "2"],
+        cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    db = tmp_path / "r" / "study.db"
+    child = None
+    deadline = time.monotonic() + 120
+    while child is None:  # once the child has recorded a trial and runs another
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+        if not db.exists():
+            continue
+        connection = sqlite3.connect(db, timeout=10)
+        try:
+            owners = connection.execute(
+                "SELECT t.state, a.value_json FROM trials t JOIN trial_user_attributes a "
+                "ON a.trial_id = t.trial_id WHERE a.key = 'owner'").fetchall()
+        except sqlite3.OperationalError:
+            continue
+        finally:
+            connection.close()
+        pids = {state: {int(json.loads(v).split(":")[-2]) for s, v in owners if s == state}
+                for state in ("COMPLETE", "RUNNING")}
+        children = (pids["COMPLETE"] & pids["RUNNING"]) - {process.pid}
+        child = next(iter(children), None)
+    os.kill(child, signal.SIGKILL)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    lines = [line for line in err.splitlines() if re.match(r"\[ *\d+/", line)]
+    assert re.search(rf"8 trials: 8 COMPLETE \(ran {len(lines)}\)", out), (out, lines)
+    assert len(lines) == 8
+
+
+def test_quiet_prints_nothing_but_errors_and_warnings(tmp_path, write_config):
+    config = str(write_config(small_config()))
+    result = run_cli("sweep", config, "--out", "r", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout == "" and result.stderr == ""
+    bad = run_cli("sweep", config, "--out", "r", "--quiet", "--visdom",
+                  "http://127.0.0.1:9", cwd=tmp_path)  # nothing listens there
+    assert bad.returncode == 0 and bad.stdout == ""
+    assert bad.stderr.startswith("harness: warning: visdom at http://127.0.0.1:9 failed")
+
+
+def test_a_trial_that_diverged_in_its_first_epoch_is_said_without_contradiction():
+    from harness.sinks.progress import format_result
+    from harness.types import TrialResult, TrialSpec
+
+    spec = TrialSpec(number=2, run="0002-sgd-lr10-bs32-s0", params={}, seed=0)
+    diverged = TrialResult(spec, "FAIL", history=[{"epoch": 1, "train_loss": 740.0}],
+                           error="diverged: train loss is 7.4e+02 at epoch 1", duration_s=1.25)
+    line = format_result(diverged, 3, 12)
+    assert "no epoch finished" not in line
+    assert line.endswith("FAIL     1.2s  diverged: train loss is 7.4e+02 at epoch 1")

@@ -8,7 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.cli import main
-from harness.config import ConfigError, Range, dump_config, load_config, parse_config
+from harness.config import Range, dump_config
+from harness.errors import ConfigError
+from harness.parse import load_config, parse_config
 
 
 def error_of(raw) -> str:
@@ -481,3 +483,22 @@ def test_a_bad_train_population_is_one_line(value):
     assert err.value.lines == [
         f"train.population: {value!r} is not valid; use auto, off or the number of trials "
         "to train together (an integer >= 1)"]
+
+
+def test_a_name_too_long_is_refused_for_its_length():
+    assert error_of({"name": "x" * 300}) == (
+        "name: 300 characters is too long; use at most 100 (it names the results directory "
+        "and the study)")
+    assert parse_config({"name": "x" * 100}).name == "x" * 100
+
+
+@pytest.mark.parametrize("data, expected", [
+    ({"dataset": "synthetic", "train_size": 100000},
+     "data.train_size: 100000 is more than the 1800 training samples left after the "
+     "validation split of synthetic; use at most 1800, or leave it out for all"),
+    ({"dataset": "mnist-5k", "test_size": 5000},
+     "data.test_size: 5000 is more than the 1000 test samples of mnist-5k; use at most "
+     "1000, or leave it out for all"),
+])
+def test_sizes_beyond_the_data_set_are_refused_not_capped(data, expected):
+    assert error_of({"name": "x", "data": data}) == expected

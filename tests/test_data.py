@@ -3,7 +3,8 @@ import pytest
 import torch
 from conftest import write_idx
 
-from harness.config import DataConfig, train_split_size
+from harness.checks import train_split_size
+from harness.config import DataConfig
 from harness.data import MNIST_MEAN, MNIST_STD, DataError, load_dataset, split_validation
 
 CPU = torch.device("cpu")

@@ -9,6 +9,7 @@ import time
 
 import optuna
 import pandas as pd
+import pytest
 from conftest import ROOT, run_cli, small_config
 
 from harness.study.claims import DEAD
@@ -91,7 +92,8 @@ sys.exit(main(sys.argv[1:]))
 """
 
 # A machine that stalls: its second heartbeat hangs for 20 s and, meanwhile, each epoch
-# takes 2 s; then it recovers.
+# takes 2 s; then it recovers. Before that, each epoch takes 0.3 s, so that the stall
+# comes in the middle of its first trial however fast the machine trains.
 STALLS = """
 import sys, threading, time
 import optuna, harness.trainers.single
@@ -110,8 +112,7 @@ def record_heartbeat(self, trial_id):
     real_beat(self, trial_id)
 
 def train_epoch(*args, **kwargs):
-    if stalled.is_set():
-        time.sleep(2)
+    time.sleep(2 if stalled.is_set() else 0.3)
     return real_epoch(*args, **kwargs)
 
 optuna.storages.RDBStorage.record_heartbeat = record_heartbeat
@@ -217,6 +218,9 @@ def test_a_refused_config_on_a_shared_study_writes_nothing_and_deletes_only_when
         assert refused.returncode == 2, refused.stderr
         assert "search.space.lr differs" in refused.stderr
         assert "--fresh" not in refused.stderr  # it would delete every machine's trials
+        if out == "m2":  # the study's refusal (m1's is its config.yaml's)
+            assert refused.stderr.rstrip().endswith(
+                "or give this config another name, for a study of its own")
     assert not (tmp_path / "m2" / "config.yaml").exists()
     assert (tmp_path / "m1" / "config.yaml").read_text() == written
     for flag in ("--fresh", "--fresh=share"):  # a study is deleted only when named
@@ -256,3 +260,83 @@ def test_machines_started_together_on_a_new_database_all_open_it(tmp_path, postg
                                 stderr=subprocess.PIPE, text=True) for _ in range(4)]
     for process in opening:
         assert process.wait(timeout=120) == 0, process.stderr.read()
+
+
+def checkpoint_accuracies(out, raw, run):
+    """A checkpoint's validation and test accuracy, measured anew."""
+    import torch
+
+    from harness.data import load_dataset
+    from harness.lenet import LeNet
+    from harness.parse import parse_config
+    from harness.train import evaluate
+
+    data = load_dataset(parse_config(raw).data, torch.device("cpu"))
+    model = LeNet()
+    model.load_state_dict(torch.load(out / "checkpoints" / f"{run}.pt", weights_only=True))
+    return (evaluate(model, data.x_val, data.y_val, 1000)[1],
+            evaluate(model, data.x_test, data.y_test, 1000)[1])
+
+
+def test_a_stalled_workers_dropped_attempt_leaves_no_checkpoint_or_run(
+        tmp_path, write_config, postgres_url):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    raw = small_config(name="stalled", data={"train_size": 1000}, train={"epochs": 6},
+                       search={"space": {"lr": [0.01, 0.03], "batch_size": [32],
+                                         "optimizer": ["adam"]}},
+                       logging={"tensorboard": {"histograms": False, "images": False,
+                                                "graph": False}, "visdom": False})
+    config = str(write_config(raw))
+    b = start(tmp_path, [config, "--storage", postgres_url, "--out", "b"], log="b.log")
+    wait_for(lambda: any(t.state.name == "RUNNING" for t in trials_of("stalled",
+                                                                       postgres_url)),
+             "b's first claim")
+    time.sleep(0.5)  # inside its first trial
+    os.kill(b.pid, signal.SIGSTOP)  # a paused machine: no heartbeats, no epochs
+    a = start(tmp_path, [config, "--storage", postgres_url, "--out", "a"], log="a.log")
+    assert a.wait(timeout=180) == 0, (tmp_path / "a.log").read_text()
+    os.kill(b.pid, signal.SIGCONT)
+    assert b.wait(timeout=180) == 0, (tmp_path / "b.log").read_text()
+    assert "this attempt's result is dropped" in (tmp_path / "b.log").read_text()
+    trials = trials_of("stalled", postgres_url)
+    by_run = {t.user_attrs["run"]: t for t in trials if t.state.name == "COMPLETE"}
+    assert len(by_run) == 2
+    for name in ("a", "b"):
+        out = tmp_path / name
+        rows = pd.read_csv(out / "trials.csv")
+        assert sorted(rows.run) == sorted(by_run)
+        assert not list(out.glob("checkpoints/.*"))  # no attempt's weights left behind
+        for row in rows.itertuples():
+            ran_here = by_run[row.run].user_attrs["owner"].split(":")[-2] == str(
+                (a if name == "a" else b).pid)
+            checkpoint = out / "checkpoints" / f"{row.run}.pt"
+            run = out / "tb" / row.run
+            # The directory that ran the recorded attempt has its weights and events;
+            # the other has neither, never the dropped attempt's.
+            assert checkpoint.exists() == ran_here and run.exists() == ran_here, (name, row)
+            if not ran_here:
+                continue
+            assert checkpoint_accuracies(out, raw, row.run) == pytest.approx(
+                (row.val_acc, row.test_acc), abs=1e-9)
+            events = EventAccumulator(str(run)).Reload()
+            assert events.Scalars("hparam/val_acc")[-1].value == pytest.approx(row.val_acc)
+            assert len(events.Scalars("val/accuracy")) == 6  # one attempt's epochs
+
+
+def test_a_results_directory_belongs_to_the_storage_that_wrote_it(tmp_path, write_config,
+                                                                  postgres_url):
+    config = one_point(tmp_path, write_config, "owned")
+    assert run_cli("sweep", config, "--out", "local", cwd=tmp_path).returncode == 0
+    shared = run_cli("sweep", config, "--storage", postgres_url, "--out", "local",
+                     cwd=tmp_path)
+    assert shared.returncode == 2 and shared.stderr == (
+        "harness: --out: local holds a sweep with its own study.db; a sweep on the shared "
+        "--storage writes its results from that storage: pass another --out\n")
+    assert run_cli("sweep", config, "--storage", postgres_url, "--out", "far",
+                   cwd=tmp_path).returncode == 0
+    local = run_cli("sweep", config, "--out", "far", cwd=tmp_path)
+    assert local.returncode == 2 and local.stderr == (
+        "harness: --out: far holds the results of a sweep whose study is elsewhere (no "
+        "study.db beside them): pass its --storage, or another --out\n")
+    assert not (tmp_path / "far" / "study.db").exists()

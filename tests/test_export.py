@@ -7,7 +7,7 @@ import pandas as pd
 import yaml
 from conftest import run_cli, small_config
 
-from harness.config import parse_config
+from harness.parse import parse_config
 from harness.sweep import SweepOptions, run_sweep
 
 

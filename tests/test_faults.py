@@ -38,10 +38,11 @@ def test_a_truncated_data_file_is_bad_input_that_names_the_files(tmp_path, write
     assert not (tmp_path / "results").exists()
 
 
-def test_an_unwritable_results_path_is_bad_input(tmp_path, write_config):
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
+def test_an_unwritable_results_path_is_bad_input(tmp_path, write_config, dry_run):
     (tmp_path / "a-file").write_text("not a directory")
     result = run_cli("sweep", str(write_config(small_config())), "--out",
-                     str(tmp_path / "a-file" / "results"), cwd=tmp_path)
+                     str(tmp_path / "a-file" / "results"), *dry_run, cwd=tmp_path)
     assert result.returncode == 2
     assert "--out: cannot write results to" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -50,7 +51,7 @@ def test_an_unwritable_results_path_is_bad_input(tmp_path, write_config):
 def test_out_of_memory_is_retryable_runs_once_more_at_the_end_and_again_on_resume(
         tmp_path, monkeypatch):
     import harness.trainers.single
-    from harness.config import parse_config
+    from harness.parse import parse_config
     from harness.sweep import SweepOptions, run_sweep
 
     real, attempts = harness.trainers.single.train_epoch, []
@@ -237,7 +238,7 @@ NO_SPACE_LINE = re.compile(r"harness: (\S+): no space left on device; free some 
 def test_a_full_disk_mid_trial_records_it_retryable_and_stops_the_sweep(
         tmp_path, monkeypatch, full_disk):
     import harness.trainers.single
-    from harness.config import parse_config
+    from harness.parse import parse_config
     from harness.sweep import SweepOptions, run_sweep
 
     out = full_disk(tmp_path / "r", free=2_000_000)  # room for the first trial
@@ -253,12 +254,15 @@ def test_a_full_disk_mid_trial_records_it_retryable_and_stops_the_sweep(
     config = parse_config(small_config())
     with pytest.raises(OSError) as info:
         run_sweep(config, SweepOptions(out=out, progress=False))
+    # The attempt's own checkpoint: it becomes <run>.pt once its result is recorded.
+    attempt = out / "checkpoints" / ".0001-adam-lr0.01-bs32-s0.t1.pt"
     checkpoint = out / "checkpoints" / "0001-adam-lr0.01-bs32-s0.pt"
-    assert info.value.errno == errno.ENOSPC and info.value.filename == str(checkpoint)
-    assert not checkpoint.exists() and not list(out.glob("checkpoints/.*.tmp"))
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(attempt)
+    assert not attempt.exists() and not checkpoint.exists()
+    assert not list(out.glob("checkpoints/.*.tmp"))
     (out / "ballast").unlink()
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out}/study.db")
-    retryable = f"retryable: no space left on device writing {checkpoint}"
+    retryable = f"retryable: no space left on device writing {attempt}"
     assert [(t.state.name, t.user_attrs["error"]) for t in study.trials] == [
         ("COMPLETE", ""), ("FAIL", retryable)]  # and the sweep stopped there
     assert pd.read_csv(out / "trials.csv").error.fillna("").tolist() == ["", retryable]
@@ -288,3 +292,50 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_same_command_goes_on(
     assert again.returncode == 0, again.stderr
     trials = pd.read_csv(out / "trials.csv")
     assert len(trials) == 4 and (trials.state == "COMPLETE").all() and trials.run.is_unique
+
+
+@pytest.mark.parametrize("device", ["tpu", "gpu", "meta", "cuda:x"])
+def test_device_on_the_command_line_is_checked_as_train_device_is(tmp_path, write_config,
+                                                                   device):
+    config = str(write_config(small_config()))
+    flag = run_cli("sweep", config, "--device", device, "--out", "r", cwd=tmp_path)
+    assert flag.returncode == 2, flag.stderr
+    assert flag.stderr == (f"harness: --device: {device!r} is not a device; use auto, cpu, "
+                           "cuda or cuda:N\n")
+    field = run_cli("sweep", str(write_config(small_config(train={"device": device}))),
+                    cwd=tmp_path)
+    assert field.returncode == 2 and field.stderr.endswith(
+        f"train.device: {device!r} is not a device; use auto, cpu, cuda or cuda:N\n")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("population", [1, 4])
+def test_a_fault_of_the_set_up_stops_the_sweep_and_records_no_trial(tmp_path, monkeypatch,
+                                                                     capsys, write_config,
+                                                                     population):
+    # What fails every trial the same way, before any epoch: here the model cannot be
+    # built on the device. Recorded, each trial would be a result, and the same command
+    # would never run them again.
+    import harness.groups
+    from harness.study.storage import open_storage
+
+    real = harness.groups.build_model
+
+    def broken(name):
+        raise RuntimeError("CUDA error: no kernel image is available for execution")
+
+    monkeypatch.setattr(harness.groups, "build_model", broken)
+    monkeypatch.chdir(tmp_path)
+    argv = ["sweep", str(write_config(small_config())), "--out", "r", "--quiet",
+            "--visdom", "off", "--population", str(population)]
+    assert main(argv) == 1
+    said = capsys.readouterr().err.strip().splitlines()
+    assert said == ["harness: the sweep cannot train lenet on cpu (RuntimeError: CUDA "
+                    "error: no kernel image is available for execution); nothing was run "
+                    "or recorded: fix this and run the same command"]
+    with open_storage(f"sqlite:///{tmp_path / 'r' / 'study.db'}") as storage:
+        assert optuna.load_study(study_name="tiny", storage=storage).trials == []
+    monkeypatch.setattr(harness.groups, "build_model", real)
+    assert main(argv) == 0  # the cause fixed, the same command runs every trial
+    trials = pd.read_csv(tmp_path / "r" / "trials.csv")
+    assert len(trials) == 4 and (trials.state == "COMPLETE").all()

@@ -17,9 +17,9 @@ from conftest import ROOT, run_cli, small_config
 
 import harness.groups
 from harness.book import TrialBook
-from harness.config import parse_config
 from harness.data import load_dataset
 from harness.lenet import LeNet
+from harness.parse import parse_config
 from harness.study.claims import DEAD
 from harness.sweep import SweepInterrupted, SweepOptions, run_sweep
 from harness.train import evaluate
@@ -276,7 +276,7 @@ def test_out_of_memory_down_to_one_member_fails_the_trials(monkeypatch):
 
 
 def test_kill_9_during_a_population_then_the_same_command_completes(tmp_path, write_config):
-    raw = small_config(data={"train_size": 2000}, train={"epochs": 3},
+    raw = small_config(data={"train_size": 1800}, train={"epochs": 3},
                        search={"seeds": [0, 1]})
     config = str(write_config(raw))
     command = [sys.executable, "-m", "harness", "sweep", config, "--out", "r", "--quiet",

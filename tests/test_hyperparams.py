@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.config import ConfigError, parse_config
+from harness.errors import ConfigError
 from harness.hyperparams import HYPERPARAMS, NAMES, OPTIMIZERS, build_optimizer, run_name
+from harness.parse import parse_config
 from harness.reporting.directory import TRIAL_COLUMNS
 
 PACKAGE = Path(__file__).resolve().parent.parent / "harness"

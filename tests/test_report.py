@@ -4,17 +4,21 @@ import io
 import math
 import re
 import shutil
+import socket
 from html.parser import HTMLParser
 
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
 import yaml
 from conftest import run_cli, small_config
 
-from harness.config import ConfigError, parse_config
-from harness.reporting.directory import read_sweep, read_sweeps, sweep_labels
+from harness.errors import ConfigError
+from harness.parse import parse_config
 from harness.reporting.report import _img, curves
+from harness.reporting.saved import read_sweep, read_sweeps, sweep_labels
+from harness.study.owner import this_process
 from harness.sweep import SweepOptions, run_sweep
 
 SPACE = {"lr": [0.02, 1.0e6], "optimizer": ["sgd", "adam"]}  # lr 1e6 always diverges
@@ -173,9 +177,22 @@ def test_sweeps_that_select_on_different_metrics_are_not_compared(sweeps, tmp_pa
         config = yaml.safe_load((tmp_path / name / "config.yaml").read_text())
         config["objective"] = {"metric": metric, "direction": "maximize"}
         (tmp_path / name / "config.yaml").write_text(yaml.safe_dump(config))
-    with pytest.raises(ConfigError, match=r"different objectives \(acc: test_acc, loss: "
-                       r"test_loss\)"):
+    with pytest.raises(ConfigError, match=r"different objectives \(acc: maximize test_acc, "
+                       r"loss: maximize test_loss\)"):
         read_sweeps([tmp_path / "acc", tmp_path / "loss"])
+
+
+def test_sweeps_that_optimize_in_opposite_directions_are_named_in_words(sweeps, tmp_path):
+    for name, metric in (("acc", "val_acc"), ("loss", "val_loss")):
+        shutil.copytree(sweeps / "first", tmp_path / name)
+        config = yaml.safe_load((tmp_path / name / "config.yaml").read_text())
+        config["objective"] = {"metric": metric}
+        (tmp_path / name / "config.yaml").write_text(yaml.safe_dump(config))
+    result = run_cli("compare", "acc", "loss", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "harness: compare: the sweeps select on different objectives (acc: maximize val_acc, "
+        "loss: minimize val_loss); compare sweeps with the same objective")
 
 
 @pytest.fixture(scope="module")
@@ -219,11 +236,87 @@ def test_compare_formats(sweeps, fmt, marker):
     assert result.returncode == 0 and marker in result.stdout
 
 
-def test_compare_of_a_directory_without_results_is_bad_input(tmp_path):
-    result = run_cli("compare", str(tmp_path), cwd=tmp_path)
+@pytest.mark.parametrize("what, expected", [
+    ("missing", "does not exist"), ("empty", "an empty directory, no sweep in it"),
+    ("no sweep", "holds no sweep (no config.yaml)"),
+    ("not started", "a sweep that has not started"),
+])
+@pytest.mark.parametrize("command", ["compare", "report"])
+def test_a_directory_without_results_is_bad_input_that_says_what_it_is(
+        tmp_path, sweeps, what, expected, command):
+    target = tmp_path / "target"
+    if what != "missing":
+        target.mkdir()
+    if what == "no sweep":
+        (target / "notes.txt").write_text("my notes")
+    if what == "not started":
+        shutil.copy(sweeps / "first" / "config.yaml", target)
+    result = run_cli(command, str(target), cwd=tmp_path)
     assert result.returncode == 2
-    assert "not a readable results directory" in result.stderr
+    assert result.stderr.startswith(f"harness: {target}: {expected}")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def cut(path, keep_bytes_of_last_line=7):
+    """Cut a file inside its last line, as a crash while appending leaves it."""
+    text = path.read_text()
+    start = text.rstrip("\n").rfind("\n") + 1
+    path.write_text(text[:start + keep_bytes_of_last_line])
+
+
+@pytest.mark.parametrize("damage", ["cut trials", "cut history", "a row lost"])
+def test_damaged_results_files_are_rebuilt_from_the_study_beside_them(tmp_path, sweeps,
+                                                                       damage):
+    shutil.copytree(sweeps / "first", tmp_path / "first")
+    out = tmp_path / "first"
+    whole = (out / "trials.csv").read_text(), (out / "history.csv").read_text()
+    if damage == "cut trials":
+        cut(out / "trials.csv")
+    elif damage == "cut history":
+        cut(out / "history.csv")
+    else:
+        lines = whole[0].splitlines(keepends=True)
+        (out / "trials.csv").write_text("".join(lines[:-1]))
+    result = run_cli("compare", "first", "--format", "csv", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    said = result.stderr.strip().splitlines()
+    assert len(said) == 1 and said[0].endswith(
+        "rebuilt trials.csv and history.csv from first/study.db"), said
+    # The half line is not a seed: the files are the study's again, and the table too.
+    assert ((out / "trials.csv").read_text(), (out / "history.csv").read_text()) == whole
+    assert pd.read_csv(io.StringIO(result.stdout))["n"].tolist() == \
+        pd.read_csv(out / "tables" / "leaderboard.csv")["n"].tolist()
+
+
+@pytest.mark.parametrize("command", ["compare", "report"])
+def test_a_cut_results_file_without_a_study_is_bad_input_naming_file_and_line(
+        tmp_path, sweeps, command):
+    shutil.copytree(sweeps / "first", tmp_path / "first")
+    (tmp_path / "first" / "study.db").unlink()
+    lines = len((tmp_path / "first" / "trials.csv").read_text().splitlines())
+    cut(tmp_path / "first" / "trials.csv")
+    result = run_cli(command, "first", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        f"harness: first/trials.csv: line {lines} is cut short")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_sweep_still_running_is_compared_as_it_stands_and_says_so(tmp_path, sweeps):
+    shutil.copytree(sweeps / "first", tmp_path / "first")
+    storage = f"sqlite:///{tmp_path / 'first' / 'study.db'}"
+    study = optuna.load_study(study_name="first", storage=storage)
+    for owner in (this_process(), "gone:1:1", f"{socket.gethostname()}:999999999:1"):
+        trial = study.ask()  # a point being trained by a live process, and by dead ones
+        trial.set_user_attr("owner", owner)
+        trial.set_user_attr("point", f"p{trial.number}")
+    result = run_cli("compare", "first", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "8 trials: 4 COMPLETE, 4 FAIL; 2 more still running: the sweep is not " \
+        "finished" in result.stdout.replace("\n", " ")
+    assert result.stderr.strip() == (
+        "harness: first: 1 trial cut off (the process that ran it died); "
+        "the sweep's command runs it again")
 
 
 @pytest.fixture(scope="module")
@@ -321,3 +414,37 @@ def test_a_comparison_points_to_each_sweeps_own_failures_table(sweeps):
     for name in ("first", "second"):
         failures = pd.read_csv(sweeps / name / "tables" / "failures.csv")
         assert set(failures["lr"]) == {1.0e6}
+
+
+def test_report_of_several_sweeps_draws_each_labelled_as_compare_labels_it(twins, tmp_path):
+    result = run_cli("report", str(twins / "a" / "quick"), str(twins / "b" / "quick"),
+                     "--out", str(tmp_path / "both.html"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"report: {tmp_path / 'both.html'}"
+    page = (tmp_path / "both.html").read_text()
+    parser = _Tables()
+    parser.feed(page)
+    board = parser.tables["Leaderboard"]
+    sweeps = {row[board[0].index("sweep")] for row in board[1:]}
+    assert sweeps == {"a/quick", "b/quick"}
+    assert "<h1>a/quick vs b/quick</h1>" in page
+    alone = run_cli("report", "a/quick", cwd=twins)
+    assert alone.returncode == 0 and (twins / "a" / "quick" / "report.html").exists()
+
+
+def test_the_forest_plot_has_a_row_per_configuration_coloured_by_verdict(sweeps):
+    from harness.reporting import summary
+    from harness.reporting.report import VERDICT_COLOURS, forest
+    from harness.reporting.tables import Spec
+
+    trials = pd.read_csv(sweeps / "first" / "trials.csv")
+    c = summary.build(trials, Spec(margin=0.005))
+    figure = forest(c.board, c.spec)
+    ax = figure.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[::-1] == [f"{r.rank}. " + ", ".join(
+        str(v) for v in (r.optimizer, f"{r.lr:g}", r.batch_size)) for r in c.board.itertuples()]
+    drawn = {text.get_text() for text in ax.get_legend().get_texts()}
+    assert set(c.board["verdict"]) <= drawn and "margin 0.005" in drawn
+    colours = {bars.get_label(): bars.lines[0].get_color() for bars in ax.containers}
+    assert colours == {v: VERDICT_COLOURS[v] for v in set(c.board["verdict"])}

@@ -6,9 +6,9 @@ import pytest
 import torch
 from conftest import small_config
 
-from harness.config import parse_config
 from harness.data import load_dataset
 from harness.models import build_model
+from harness.parse import parse_config
 from harness.sweep import SweepOptions, run_sweep
 from harness.train import evaluate
 

@@ -7,8 +7,8 @@ import pytest
 from conftest import small_config
 from optuna.trial import TrialState
 
-from harness.config import parse_config
 from harness.hyperparams import run_name
+from harness.parse import parse_config
 from harness.study.claims import DEAD
 from harness.study.owner import is_dead_here, this_process
 from harness.study.search import grid_points, make_search, total_points
@@ -308,3 +308,43 @@ def test_claim_waits_for_a_trial_running_elsewhere_and_runs_it_when_its_process_
     [again] = search.claim(1)
     assert len(looks) == 1
     assert again.spec.run == last.spec.run and again.trial.number > other.number
+
+
+def small_discrete_optuna(sampler="tpe", n_trials=6, seeds=(0,)):
+    return small_config(search={"method": "optuna", "n_trials": n_trials, "sampler": sampler,
+                                "seeds": list(seeds), "space": {
+                                    "lr": [0.01, 0.1], "batch_size": [32],
+                                    "optimizer": ["sgd"]}})
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_a_proposed_configuration_that_ran_is_told_its_result_and_not_trained_again(sampler):
+    _, search = new_search(small_discrete_optuna(sampler, seeds=(0, 1)))
+    claims = run_all(search)
+    # Two configurations x two seeds, each trained once, whatever the sampler proposed.
+    points = {(c.spec.params["lr"], c.spec.seed) for c in claims}
+    assert len(claims) == 4 and len(points) == 4
+    trials = search.study.get_trials()
+    repeats = [t for t in trials if "repeat_of" in t.user_attrs]
+    for trial in repeats:  # told the first seed's result, so the sampler learns from it
+        assert "point" not in trial.user_attrs
+        assert trial.state == TrialState.COMPLETE and trial.value == 0.5
+    assert search.news == ["all 2 configurations x 2 seeds of the space have run; "
+                           "n_trials 6 cannot be reached"]
+    assert one(search) is None
+
+
+def test_a_sampler_that_keeps_proposing_what_ran_is_given_a_configuration_that_has_not():
+    raw = small_config(search={"method": "optuna", "n_trials": 5, "sampler": "tpe",
+                               "space": {"lr": [0.001, 0.003, 0.01, 0.03, 0.1],
+                                         "batch_size": [32], "optimizer": ["sgd"]}})
+    _, search = new_search(raw)
+    claims = []
+    while (claim := one(search)) is not None:
+        claims.append(claim)
+        claim.trial.set_user_attr("error", "")
+        # The first configuration is far better: TPE comes back to it again and again.
+        search.study.tell(claim.trial, 0.9 if len(claims) == 1 else 0.1)
+    assert sorted(c.spec.params["lr"] for c in claims) == [0.001, 0.003, 0.01, 0.03, 0.1]
+    repeats = [t for t in search.study.get_trials() if "repeat_of" in t.user_attrs]
+    assert len(repeats) < 5 * 10  # each configuration's last repeats end in an unvisited one

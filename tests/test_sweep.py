@@ -8,8 +8,9 @@ import pytest
 import torch
 from conftest import interrupt_epoch, small_config
 
-from harness.config import ConfigError, parse_config
 from harness.data import load_dataset
+from harness.errors import ConfigError
+from harness.parse import parse_config
 from harness.reporting.directory import HISTORY_COLUMNS
 from harness.sweep import SweepOptions, run_sweep
 

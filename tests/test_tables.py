@@ -8,11 +8,13 @@ import pandas as pd
 import pytest
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestIndPower
+from statsmodels.stats.weightstats import ttost_ind
 
-from harness.reporting import slices, summary, tables
-from harness.reporting import stats as harness_stats
+from harness.reporting import bins, slices, summary, tables
 from harness.reporting.directory import write_tables
 from harness.reporting.tables import Spec
+from harness.stats import welch as stats_welch
 
 MINIMIZE = Spec(maximize=False)
 
@@ -62,7 +64,7 @@ def test_the_leaderboard_has_the_contracts_columns(trials):
     assert board.columns.tolist() == [
         "rank", "optimizer", "lr", "batch_size", "n", "n_failed", "n_pruned", "mean", "std",
         "ci95_low", "ci95_high", "test_acc_mean", "test_acc_std", "p_vs_leader", "p_holm",
-        "tied_with_leader", "best_epoch", "duration_s"]
+        "p_tost", "verdict", "seeds_to_decide", "best_epoch", "duration_s"]
 
 
 def test_minimizing_ranks_the_other_way(trials):
@@ -119,7 +121,7 @@ def test_welch_matches_scipy():
     rng = np.random.default_rng(0)
     for _ in range(20):
         a, b = rng.normal(0.9, 0.02, rng.integers(2, 8)), rng.normal(0.88, 0.05, rng.integers(2, 8))
-        t, p = tables.stats.welch(a, b)
+        t, p = stats_welch(a, b)
         expected = stats.ttest_ind(a, b, equal_var=False)
         assert t == pytest.approx(expected.statistic) and p == pytest.approx(expected.pvalue)
 
@@ -144,14 +146,30 @@ def test_p_values_are_welch_against_rank_1_and_holm_adjusted_like_statsmodels():
     assert tested["p_holm"].tolist() == pytest.approx(holm.tolist())
     assert (tested["p_holm"] >= tested["p_vs_leader"]).all()
     assert (tested["p_holm"] > tested["p_vs_leader"]).any()  # the correction did something
-    assert tested["tied_with_leader"].tolist() == (~reject).tolist()
-    one_seed = board[board["n"] == 1].iloc[0]  # too few seeds to test: blank, not tied
-    assert pd.isna(one_seed["p_vs_leader"]) and pd.isna(one_seed["tied_with_leader"])
+    # worse where Holm rejects, unless shown equivalent (TOST, statsmodels, margin 0.005)
+    tost = [ttost_ind(SEEDS[(o, lr)], leader, -0.005, 0.005, usevar="unequal")[0]
+            for o, lr in tested[["optimizer", "lr"]].values]
+    assert tested["p_tost"].tolist() == pytest.approx(tost)
+    expected_verdicts = ["equivalent" if p < 0.05 else "worse" if r else "undetermined"
+                         for p, r in zip(tost, reject, strict=True)]
+    assert tested["verdict"].tolist() == expected_verdicts
+    assert set(expected_verdicts) >= {"worse", "undetermined"}
+    for row in tested[tested["verdict"] == "undetermined"].itertuples():
+        a, b = np.array(SEEDS[(row.optimizer, row.lr)]), np.array(leader)
+        pooled = math.sqrt(((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1))
+                           / (len(a) + len(b) - 2))
+        n = TTestIndPower().solve_power(effect_size=abs(a.mean() - b.mean()) / pooled,
+                                        alpha=0.05, power=0.8, ratio=1)
+        assert row.seeds_to_decide == math.ceil(n)
+    assert tested.loc[tested["verdict"] != "undetermined", "seeds_to_decide"].isna().all()
+    one_seed = board[board["n"] == 1].iloc[0]  # too few seeds to test: blank, undetermined
+    assert pd.isna(one_seed["p_vs_leader"]) and one_seed["verdict"] == "undetermined"
+    assert pd.isna(one_seed["seeds_to_decide"])
 
 
 def test_the_leader_is_never_tested_against_itself_and_one_seed_leader_tests_none(trials):
     board = tables.leaderboard(trials)
-    assert pd.isna(board.loc[0, "p_vs_leader"]) and pd.isna(board.loc[0, "tied_with_leader"])
+    assert pd.isna(board.loc[0, "p_vs_leader"]) and board.loc[0, "verdict"] == "leader"
     lone = pd.concat([trials, pd.DataFrame([trial("x0", "adam", 0.3, 64, 0, 0.99)])])
     board = tables.leaderboard(lone)
     assert board.loc[0, "n"] == 1 and board["p_vs_leader"].isna().all()
@@ -202,7 +220,7 @@ def test_continuous_hyperparameters_are_binned_with_unique_labels():
 def test_bins_of_a_narrow_range_keep_their_labels_apart():
     """Edges that differ only past the 6th significant digit still label bins apart."""
     values = pd.Series([1000.001, 1000.002, 1000.003, 1000.0045])
-    labelled = harness_stats.bins(values, False)
+    labelled = bins.bins(values, False)
     assert labelled.cat.categories.is_unique and len(labelled.cat.categories) >= 2
     assert labelled.notna().all()
     lows = [float(c[1:].split(",")[0]) for c in labelled]
@@ -211,7 +229,7 @@ def test_bins_of_a_narrow_range_keep_their_labels_apart():
 
 def test_bins_are_readable_and_log_spaced_for_lr():
     values = pd.Series([1e-4, 2e-4, 5e-4, 0.002, 0.05, 0.3])
-    labels = tables.stats.bins(values, log=True)
+    labels = bins.bins(values, log=True)
     assert labels.tolist() == ["[0.0001, 0.0003)", "[0.0001, 0.0003)", "[0.0003, 0.001)",
                                "[0.001, 0.003)", "[0.03, 0.1)", "[0.1, 0.3]"]
     assert list(labels.cat.categories) == sorted(set(labels), key=lambda s: float(s[1:-1]
@@ -279,7 +297,7 @@ def test_write_tables_replaces_tables_of_earlier_versions(tmp_path, trials):
 def test_summary_markdown_answers_first(trials):
     text = summary.markdown(summary.build(trials, Spec()), "demo")
     assert text.startswith("# demo\n\n10 trials: 7 COMPLETE, 2 FAIL, 1 PRUNED")
-    assert "Best configuration: optimizer=adam, lr=0.01, batch_size=64: 0.9200 (n=3" in text
+    assert "Leader: optimizer=adam, lr=0.01, batch_size=64: val_acc 0.9200 (95% CI" in text
     for heading in ("## Leaderboard", "## Failed and pruned", "## sgd: val_acc by lr",
                     "## By hyperparameter value"):
         assert heading in text
@@ -300,8 +318,8 @@ def test_one_seed_has_no_spread_and_the_summary_says_so(trials):
     board = tables.leaderboard(one_seed)
     assert (board["n"] == 1).all() and board["std"].isna().all()
     answer = summary.markdown(summary.build(one_seed, Spec()), "demo").splitlines()[4]
-    assert answer.startswith("Best configuration: optimizer=adam, lr=0.01, batch_size=64")
-    assert "one seed, so no confidence interval" in answer and "nan" not in answer
+    assert answer.startswith("Leader: optimizer=adam, lr=0.01, batch_size=64")
+    assert "one seed: no interval, and no verdict" in answer and "nan" not in answer
 
 
 def test_results_of_earlier_versions_show_their_best_test_acc(trials):
@@ -375,3 +393,32 @@ def test_compared_sweeps_have_a_band_each():
             rows["value"].median())
     counts = split.others.groupby("sweep").size()
     assert ", ".join(f"{s}: {counts[s]}" for s in split.sweeps) in split.note()
+
+
+def test_a_configuration_and_seed_trained_again_counts_once():
+    # What an Optuna search of earlier versions left: trials 0, 1, 3 and 5 are the same
+    # point (sgd lr 0.1, seed 0) with the same numbers, trials 2 and 4 the other one.
+    rows = [trial(f"{i:04d}-sgd", "sgd", lr, 64, 0, value) | {"trial": i}
+            for i, (lr, value) in enumerate([(0.1, 0.185), (0.1, 0.185), (0.01, 0.1),
+                                             (0.1, 0.185), (0.01, 0.1), (0.1, 0.185)])]
+    c = summary.build(pd.DataFrame(rows), Spec())
+    assert c.repeats == 4  # three of one point, one of the other
+    assert c.board["n"].tolist() == [1, 1]
+    assert c.board["std"].isna().all() and c.board["p_vs_leader"].isna().all()
+    assert "4 repeated runs of a (configuration, seed) set aside" in summary.markdown(c, "t")
+    top = tables.top_trials(pd.DataFrame(rows), 5)
+    assert top["run"].tolist() == ["0000-sgd", "0002-sgd"]
+
+
+def test_seeds_that_agree_have_no_spread_at_all():
+    rows = [trial(f"a{s}", "adam", 0.01, 64, s, 0.1) for s in range(3)]  # np.std: 1.7e-17
+    board = tables.leaderboard(pd.DataFrame(rows))
+    assert board.loc[0, "std"] == 0.0
+    assert board.loc[0, "ci95_low"] == board.loc[0, "ci95_high"] == 0.1
+
+
+def test_the_top_trials_show_best_epoch_as_a_whole_number_beside_failed_rows(trials):
+    trials.loc[trials.state != "COMPLETE", "best_epoch"] = math.nan  # as trials.csv has it
+    top = tables.top_trials(trials, 10)
+    assert str(top["best_epoch"].dtype) == "Int64"
+    assert "2.0" not in top.to_string() and top["best_epoch"].isna().sum() == 3

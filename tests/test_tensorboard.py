@@ -15,8 +15,8 @@ import torch
 from conftest import interrupt_epoch, small_config
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from harness.config import parse_config
 from harness.lenet import LeNet
+from harness.parse import parse_config
 from harness.sinks.images import prediction_grid
 from harness.sinks.tensorboard import HISTOGRAM_BINS, histograms
 from harness.sweep import SweepOptions, run_sweep

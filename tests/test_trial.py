@@ -5,9 +5,10 @@ import re
 import pytest
 import torch
 
-from harness.config import ConfigError, DataConfig
+from harness.config import DataConfig
 from harness.data import load_dataset
 from harness.device import resolve_device, setup_device
+from harness.errors import ConfigError
 from harness.lenet import LeNet
 from harness.sinks.base import MemorySink
 from harness.sinks.guard import Guarded, Switch, guarded

@@ -18,7 +18,8 @@ import yaml
 from conftest import ROOT, interrupt_epoch, run_cli, small_config
 
 import harness.sinks.visdom
-from harness.config import VisdomConfig, parse_config
+from harness.config import VisdomConfig
+from harness.parse import parse_config
 from harness.sinks.visdom import BAND, VisdomSink, parse_url
 from harness.sweep import SweepOptions, run_sweep
 from harness.types import TrialSpec
@@ -126,6 +127,12 @@ def test_the_env_holds_one_trace_per_trial_equal_to_history(server, tmp_path):
     progress = json.loads(viz.get_window_data("progress", env="test-env"))["content"]
     assert "4 / 4 trials done" in progress
     assert (env_path / "test-env.json").exists()  # saved: survives a server restart
+    # One diverged trial must not flatten every other loss curve: a log axis, as in
+    # report.html; epochs are whole numbers on both windows.
+    for win, scale in (("test_acc", None), ("train_loss", "log")):
+        layout = json.loads(viz.get_window_data(win, env="test-env"))["content"]["layout"]
+        assert layout["yaxis"].get("type") == scale
+        assert layout["xaxis"]["dtick"] == 1
 
 
 def test_the_optuna_method_plots_the_best_objective_so_far(server, tmp_path):

@@ -35,13 +35,13 @@ from harness.reporting.directory import (
     TRIAL_COLUMNS,
     csv_lines,
     history_rows,
-    rerun_row,
     trial_row,
     write_results,
     write_tables,
 )
 from harness.reporting.importance import METHOD
 from harness.reporting.importance import importance as rank_hparams
+from harness.reporting.tables import rerun_row
 
 TABLES_EVERY_S = 5.0  # the rebuild while trials run, at most this often...
 TABLES_SHARE = 0.02  # ... and for at most this share of the time

@@ -13,7 +13,6 @@ import csv
 import dataclasses
 import io
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +21,10 @@ import pandas as pd
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from harness.config import ConfigError
 from harness.files import atomic_write_csv, atomic_write_text
 from harness.hyperparams import NAMES
 from harness.reporting import summary, tables
 from harness.study.claims import latest_attempts
-from harness.types import INTERRUPTED, RETRYABLE
 
 TRIAL_COLUMNS = [
     "trial", "run", "state", *NAMES, "seed", "epochs", "value", "best_epoch", "val_acc",
@@ -82,12 +79,6 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def rerun_row(state: str, error: str) -> bool:
-    """A trials.csv row whose point runs again (search.needs_rerun, read from the row:
-    a trial failed without an error has STALE there)."""
-    return state == "FAIL" and error.startswith((INTERRUPTED, RETRYABLE))
-
-
 def write_tables(out: Path, trials: pd.DataFrame, maximize: bool, title: str,
                  importance: pd.DataFrame | None = None) -> None:
     """tables/*.csv and summary.md, rebuilt from trials.csv and the sweep's config.yaml
@@ -114,74 +105,6 @@ def _spec(out: Path) -> tables.Spec:
         return tables.Spec.from_config(yaml.safe_load((out / "config.yaml").read_text()))
     except (OSError, yaml.YAMLError, AttributeError):
         return tables.Spec()
-
-
-@dataclass(frozen=True)
-class SavedSweep:
-    name: str  # the title: the config's name, or the sweeps' labels
-    trials: pd.DataFrame  # with a `sweep` column (each directory's label) when several
-    history: pd.DataFrame  # likewise
-    spec: tables.Spec
-
-
-def read_sweep(out: Path) -> SavedSweep:
-    """A finished or running sweep's files, for compare and report; results written by
-    earlier versions too (a best_test_acc column and no validation)."""
-    try:
-        trials = pd.read_csv(out / "trials.csv", dtype={"error": str})
-        history = pd.read_csv(out / "history.csv")
-        config = yaml.safe_load((out / "config.yaml").read_text())
-    except (OSError, pd.errors.ParserError, yaml.YAMLError) as err:
-        reason = getattr(err, "strerror", None) or type(err).__name__
-        raise ConfigError(f"{out}: not a readable results directory ({reason}); give the "
-                          "directory a sweep wrote, such as results/quickstart") from None
-    if not isinstance(config, dict):
-        raise ConfigError(f"{out}/config.yaml: not a harness config; give the directory a "
-                          "sweep wrote, such as results/quickstart")
-    trials["error"] = trials["error"].astype(object).fillna("")
-    return SavedSweep(config.get("name", out.name), trials, history,
-                      tables.Spec.from_config(config))
-
-
-def read_sweeps(dirs: list[Path]) -> SavedSweep:
-    """Several sweeps as one comparison: every directory stays its own sweep, labelled
-    by its path's last parts (as many as make the labels unique), never pooled."""
-    sweeps = [read_sweep(d) for d in dirs]
-    if len(sweeps) == 1:
-        return sweeps[0]
-    labels = sweep_labels(dirs)
-    for field, what in (("maximize", "optimize in opposite directions"),
-                        ("metric", "select on different objectives")):
-        values = {getattr(s.spec, field) for s in sweeps}
-        if len(values) > 1:
-            shown = ", ".join(f"{label}: {getattr(s.spec, field)}"
-                              for label, s in zip(labels, sweeps, strict=True))
-            raise ConfigError(f"compare: the sweeps {what} ({shown}); compare sweeps "
-                              "with the same objective")
-    return SavedSweep(" vs ".join(labels),
-                      pd.concat([s.trials.assign(sweep=lab) for lab, s in
-                                 zip(labels, sweeps, strict=True)], ignore_index=True),
-                      pd.concat([s.history.assign(sweep=lab) for lab, s in
-                                 zip(labels, sweeps, strict=True)], ignore_index=True),
-                      tables.merge_specs([s.spec for s in sweeps]))
-
-
-def sweep_labels(dirs: list[Path]) -> list[str]:
-    """'quick' and 'other', or 'a/quick' and 'b/quick' when two end alike."""
-    paths = [d.resolve() for d in dirs]
-    for path in paths:
-        if paths.count(path) > 1:
-            raise ConfigError(f"compare: {path} is given twice; name each results "
-                              "directory once")
-    depth = [1] * len(paths)
-    while True:
-        labels = [str(p) if k >= len(p.parts) else "/".join(p.parts[-k:])
-                  for p, k in zip(paths, depth, strict=True)]
-        clashes = [i for i, label in enumerate(labels) if labels.count(label) > 1]
-        if not clashes:
-            return labels
-        for i in clashes:
-            depth[i] += 1
 
 
 def history_rows(t: FrozenTrial) -> list[dict[str, Any]]:

@@ -15,9 +15,11 @@ from typing import Any
 import optuna
 import sqlalchemy
 
-from harness.config import Config, ConfigError, dump_config, identity, load_config, parse_config
+from harness.config import Config, dump_config, identity
+from harness.errors import ConfigError
 from harness.files import atomic_write_text
 from harness.models import build_model, example_input, model_summary, summary_totals
+from harness.parse import load_config, parse_config
 from harness.reporting.directory import write_results, write_tables
 from harness.reporting.importance import importance
 from harness.study.storage import open_storage

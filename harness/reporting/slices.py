@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from harness.hyperparams import BATCH_SIZE, LOG_SCALE, LR, OPTIMIZER
-from harness.reporting import stats
+from harness.reporting import bins
 from harness.reporting.tables import DEFAULT, MAX_LEVELS, Spec, config_columns, counts
 
 ROWS, COLUMNS = LR, BATCH_SIZE  # a pivot's axes
@@ -30,8 +30,8 @@ def axis(trials: pd.DataFrame, column: str, spec: Spec) -> tuple[pd.Series, bool
     values = trials[column]
     numeric = pd.api.types.is_numeric_dtype(values)
     if numeric and (column in spec.continuous or values.nunique() > MAX_LEVELS):
-        return stats.bins(values, spec.continuous.get(column, column in LOG_SCALE)), True
-    names = stats.labels(sorted(values.dropna().unique()))
+        return bins.bins(values, spec.continuous.get(column, column in LOG_SCALE)), True
+    names = bins.labels(sorted(values.dropna().unique()))
     return pd.Series(pd.Categorical(values.map(names), categories=list(names.values()),
                                     ordered=True), index=values.index), False
 
@@ -111,7 +111,7 @@ def _title(setting: dict[str, object]) -> str:
     setting = dict(setting)
     sweep = setting.pop("sweep", None)
     parts = [str(setting.pop(OPTIMIZER, ""))]
-    parts += [f"{k}={stats.labels([v])[v]}" for k, v in setting.items()]
+    parts += [f"{k}={bins.labels([v])[v]}" for k, v in setting.items()]
     title = ", ".join(p for p in parts if p)
     return f"{sweep}: {title}" if sweep is not None else title
 

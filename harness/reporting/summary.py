@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from harness.reporting import slices, stats, tables
+from harness import stats
+from harness.reporting import answer, slices, tables
 from harness.reporting.tables import Spec
 
 MAX_NOTES = 20  # configurations listed under the leaderboard, then a count
@@ -29,15 +30,49 @@ class Comparison:
     failures: pd.DataFrame
     pivots: list[slices.Pivot]
     importance: pd.DataFrame | None = None  # importance.py's, at a sweep's end
+    repeats: int = 0  # rows set aside: a (configuration, seed) that ran more than once
+    running: int = 0  # trials still running: the comparison of a sweep not finished
+    confirmed: bool = False  # ranked on the confirmation seeds of an Optuna search
 
 
-def build(trials: pd.DataFrame, spec: Spec,
-          importance: pd.DataFrame | None = None) -> Comparison:
-    configs = tables.configurations(trials, spec)
-    board = tables.leaderboard(trials, spec, configs)
-    return Comparison(trials, spec, configs, board, tables.by_optimizer(trials, spec, board),
+def build(trials: pd.DataFrame, spec: Spec, importance: pd.DataFrame | None = None,
+          running: int = 0) -> Comparison:
+    """Every table once. A confirmed Optuna search is ranked on its confirmation seeds
+    alone, its search's mean beside as search_value; the other tables read all trials."""
+    trials, repeats = tables.once_per_seed(trials, spec)
+    ranked, searched = _confirmation(trials, spec)
+    configs = tables.configurations(ranked, spec)
+    board = tables.leaderboard(ranked, spec, configs)
+    if searched is not None:
+        board = _with_search_value(board, searched, spec)
+    return Comparison(trials, spec, configs, board, tables.by_optimizer(ranked, spec, board),
                       slices.marginals(trials, spec), tables.failures(trials, spec),
-                      slices.pivots(trials, spec), importance)
+                      slices.pivots(trials, spec), importance, repeats, running,
+                      confirmed=searched is not None)
+
+
+def _confirmation(trials: pd.DataFrame, spec: Spec
+                  ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The trials to rank, and the search's trials when a confirmation ranks instead
+    (None before any confirmation trial has run, or without one)."""
+    if not spec.confirm:
+        return trials, None
+    confirming = trials["seed"].isin(spec.confirm)
+    if not confirming.any():
+        return trials, None
+    return trials[confirming], trials[~confirming]
+
+
+def _with_search_value(board: pd.DataFrame, searched: pd.DataFrame, spec: Spec
+                       ) -> pd.DataFrame:
+    """search_value: each confirmed configuration's mean over the search's own seeds."""
+    keys = tables.config_columns(board, spec)
+    means = tables.configurations(searched, spec)[[*keys, "mean"]].rename(
+        columns={"mean": "search_value"})
+    merged = board.merge(means, on=keys, how="left")
+    columns = list(board.columns)
+    columns.insert(columns.index("mean") + 1, "search_value")
+    return merged[columns]
 
 
 @dataclass(frozen=True)
@@ -59,26 +94,34 @@ def warning(spec: Spec) -> str | None:
             "default) and report test once.")
 
 
+def still_running(running: int) -> str:
+    """What the trial counts add for a sweep that is not finished."""
+    if not running:
+        return ""
+    return (f"; {running} more still running: the sweep is not finished, and these "
+            "tables are how it stands now")
+
+
 def headline(c: Comparison) -> list[str]:
     """The warning, the trial counts and a one-line answer."""
-    lines = [w for w in (warning(c.spec),) if w] + [tables.state_counts(c.trials)]
-    if c.board.empty:
-        return lines
-    best = c.board.iloc[0]
-    spread = (f"95% CI {best['ci95_low']:.4f} to {best['ci95_high']:.4f}"
-              if best["n"] > 1 else "one seed, so no confidence interval: add seeds "
-              "to search.seeds to see whether the lead is bigger than seed noise")
-    failed = f"; {best['n_failed']} more failed" if best["n_failed"] else ""
+    lines = [w for w in (warning(c.spec),) if w] + [tables.state_counts(c.trials)
+                                                     + still_running(c.running)]
+    if c.repeats:
+        lines.append(f"{c.repeats} repeated run{'' if c.repeats == 1 else 's'} of a "
+                     "(configuration, seed) set aside: each counts once, by its first run.")
     keys = tables.config_columns(c.trials, c.spec)
-    return lines + [f"Best configuration: {setting(best, keys)}: {best['mean']:.4f} "
-                    f"(n={best['n']}{failed}, {spread})."]
+    return lines + answer.answer(c.trials, c.board, keys, c.spec)
 
 
 def sections(c: Comparison) -> list[Section]:
     """Every table of the comparison, in reading order."""
     metric = c.spec.metric
-    parts = [Section("Leaderboard", c.board, leaderboard_caption(c.spec, c.board),
-                     failed_notes(c)),
+    keys = tables.config_columns(c.trials, c.spec)
+    notes = (*answer.race_notes(c.trials, c.board, keys, c.spec, MAX_NOTES),
+             *failed_notes(c))
+    caption = " ".join([*answer.confirm_note(c.spec, c.confirmed),
+                        leaderboard_caption(c.spec, c.board)])
+    parts = [Section("Leaderboard", c.board, caption, notes),
              Section("Best per optimizer", c.by_optimizer,
                      "The best configuration of each optimizer; optimizer_failed and "
                      "optimizer_pruned count all of its trials that failed or were pruned."),
@@ -105,11 +148,19 @@ def leaderboard_caption(spec: Spec, board: pd.DataFrame) -> str:
             else f", kept >= {low:g}" if math.isfinite(low) else "")
     tested = int(board["p_vs_leader"].notna().sum()) if "p_vs_leader" in board else 0
     rows = f"{tested} row{'' if tested == 1 else 's'}"
-    tests = ("p_vs_leader: Welch's t-test against rank 1; p_holm: Holm-adjusted over the "
-             f"{rows} tested; tied_with_leader: p_holm >= {stats.ALPHA}. Blank where "
-             "either side has fewer than 2 seeds." if tested else "p_vs_leader, p_holm "
-             "and tied_with_leader (Welch's t-test against rank 1, Holm-adjusted) need 2 "
-             "or more seeds on both sides: none here.")
+    margin = (f"within {spec.margin:g} of the leader by Welch's two one-sided tests "
+              f"(p_tost < {spec.alpha:g}), also when significantly worse"
+              if spec.margin else "never here: the objective has no margin "
+              "(objective.margin), the difference that does not matter")
+    tests = (f"verdict: leader (rank 1); worse: p_holm < {spec.alpha:g}, where "
+             "p_vs_leader is Welch's t-test against rank 1 and p_holm the same "
+             f"Holm-adjusted over the {rows} tested; equivalent: {margin}; undetermined: "
+             "neither, and seeds_to_decide is about how many seeds per configuration a "
+             f"two-sample t-test needs to tell a difference of this size apart (80% power "
+             f"at {spec.alpha:g}). Tests need 2 or more seeds on both sides." if tested
+             else "Verdicts (Welch's t-test against rank 1, Holm-adjusted; TOST within the "
+             "margin) need 2 or more seeds on both sides: every row but the leader is "
+             "undetermined here.")
     return (f"Ranked by the mean {spec.metric} ({'max' if spec.maximize else 'min'}imized) "
             "over each configuration's COMPLETE seeds (n); n_failed and n_pruned count "
             f"the others. ci95: Student's t interval of the mean{kept}; none for one seed. "
@@ -131,9 +182,9 @@ def failed_notes(c: Comparison) -> tuple[str, ...]:
     # Each sweep writes its own table; a comparison of several writes none.
     listed = ("tables/failures.csv" if c.trials.get("sweep", pd.Series()).nunique() <= 1
               else "its sweep's tables/failures.csv")
-    lines = [f"- rank {row['rank']}, {setting(row, keys)}: {_lost(row)}; ranked on the "
+    lines = [f"- rank {row['rank']}, {answer.setting(row, keys)}: {_lost(row)}; ranked on the "
              f"{row['n']} that completed" for _, row in partial.iterrows()]
-    lines += [f"- not ranked, {setting(row, keys)}: {_lost(row)}; none completed "
+    lines += [f"- not ranked, {answer.setting(row, keys)}: {_lost(row)}; none completed "
               f"({listed})" for _, row in unranked.iterrows()]
     if len(lines) > MAX_NOTES:
         lines = lines[:MAX_NOTES] + [f"- and {len(lines) - MAX_NOTES} more in {listed}"]
@@ -149,11 +200,6 @@ def _lost(row: pd.Series) -> str:
              if row[f"n_{s}"]]
     reasons = [r for r in str(row["reason"]).split("; ") if r != "pruned"]
     return ", ".join(parts) + (f" ({'; '.join(reasons)})" if reasons else "")
-
-
-def setting(row: pd.Series, keys: list[str]) -> str:
-    """'optimizer=adam, lr=0.01, batch_size=64'."""
-    return ", ".join(f"{k}={stats.labels([row[k]])[row[k]]}" for k in keys)
 
 
 def display(frame: pd.DataFrame) -> pd.DataFrame:

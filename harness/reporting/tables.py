@@ -8,7 +8,6 @@ adds) are never pooled.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,9 +15,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.config import METRICS
+from harness import stats
+from harness.config import ACCURACY_MARGIN, METRICS
 from harness.hyperparams import CORE, NAMES, OPTIMIZER
-from harness.reporting import stats
+from harness.reporting import bins
+from harness.types import INTERRUPTED, RETRYABLE
 
 MAX_LEVELS = 12  # more distinct values than this, and a number is binned as continuous
 EXTRAS = ("best_epoch", "duration_s")  # means over COMPLETE seeds, after the tests
@@ -26,6 +27,7 @@ TEST_COLUMNS = ("test_acc", "best_test_acc")  # the reported test metric; the 2n
 TOP_COLUMNS = ["sweep", "run", "state", *CORE, "seed", "value",
                "test_acc", "best_epoch", "final_test_loss", "duration_s"]
 ALPHA = stats.ALPHA
+VERDICT_COLUMNS = ["p_vs_leader", "p_holm", "p_tost", "verdict", "seeds_to_decide"]
 CURVES_EACH = 20  # up to this many trials, a view of learning curves draws each one
 CURVES_TOP = 10  # beyond that, the top ones by the objective, and the others as a band
 
@@ -37,34 +39,63 @@ class Spec:
     metric: str = "val_acc"  # objective.metric: what `value` holds
     searched: tuple[str, ...] = ()  # search.space's keys; those that vary are added
     continuous: Mapping[str, bool] = field(default_factory=dict)  # ranges: name -> log
+    margin: float | None = None  # objective.margin: within it, a row may be `equivalent`
+    alpha: float = ALPHA  # of the verdicts' tests (a race's own alpha when raced)
+    race_seeds: tuple[int, ...] = ()  # the seeds a race runs, in order; () no race
+    race_first: int = 2  # the seeds every configuration of a race runs
+    confirm: tuple[int, ...] = ()  # search.confirm.seeds: ranked on these alone
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Spec:
         """From a config.yaml as written by this or an earlier version (whose objective
-        was always a test metric)."""
+        was always a test metric, with no margin)."""
         objective = config.get("objective") or {}
-        space = (config.get("search") or {}).get("space") or {}
+        search = config.get("search") or {}
+        space = search.get("space") or {}
         metric = objective.get("metric", "test_acc")
         direction = objective.get("direction") or METRICS.get(metric, "maximize")
+        margin = objective.get("margin", default_margin(metric))
+        race = search.get("race") or {}
+        confirm = search.get("confirm") or {}
+        raced = (confirm.get("seeds") if confirm else search.get("seeds")) if race else ()
         return cls(maximize=direction == "maximize", metric=metric, searched=tuple(space),
                    continuous={k: bool(v.get("log")) for k, v in space.items()
-                               if isinstance(v, Mapping)})
+                               if isinstance(v, Mapping)},
+                   margin=margin, alpha=race.get("alpha", ALPHA),
+                   race_seeds=tuple(raced or ()), race_first=race.get("first", 2),
+                   confirm=tuple(confirm.get("seeds") or ()))
 
     @property
     def test_selected(self) -> bool:
         return self.metric.startswith("test_")
 
 
-DEFAULT = Spec()  # no config.yaml: maximize val_acc, the varying hyperparameters
+def default_margin(metric: str) -> float | None:
+    """objective.margin when a config gives none: half a point of accuracy; a loss has
+    no natural scale, so no row is called equivalent without one."""
+    return ACCURACY_MARGIN if metric.endswith("_acc") else None
+
+
+# No config.yaml: maximize val_acc, the varying hyperparameters.
+DEFAULT = Spec(margin=ACCURACY_MARGIN)
 
 
 def merge_specs(specs: list[Spec]) -> Spec:
-    """One spec for several sweeps that share an objective."""
+    """One spec for several sweeps that share an objective (and the first's margin)."""
     continuous: dict[str, bool] = {}
     for spec in specs:
         continuous.update(spec.continuous)
     searched = tuple(dict.fromkeys(k for spec in specs for k in spec.searched))
-    return Spec(specs[0].maximize, specs[0].metric, searched, continuous)
+    first = specs[0]
+    return Spec(first.maximize, first.metric, searched, continuous, first.margin,
+                first.alpha, confirm=tuple(sorted({seed for s in specs
+                                                   for seed in s.confirm})))
+
+
+def rerun_row(state: str, error: str) -> bool:
+    """A trials.csv row whose point runs again (search.needs_rerun, read from the row:
+    a trial failed without an error has STALE there)."""
+    return state == "FAIL" and error.startswith((INTERRUPTED, RETRYABLE))
 
 
 def state_counts(trials: pd.DataFrame) -> str:
@@ -81,14 +112,29 @@ def ranked_trials(trials: pd.DataFrame, maximize: bool = True) -> pd.DataFrame:
     return ranked.drop(columns="_complete")
 
 
+def once_per_seed(trials: pd.DataFrame, spec: Spec = DEFAULT) -> tuple[pd.DataFrame, int]:
+    """Each (configuration, seed) once, by its first row in trial order, and how many
+    rows were set aside: an Optuna search of earlier versions could train a point again
+    when its sampler proposed it twice, and a repeat is not another seed."""
+    keys = [*config_columns(trials, spec), "seed"]
+    if trials.empty or not set(keys) <= set(trials.columns):
+        return trials, 0
+    ordered = trials.sort_values("trial", kind="stable") if "trial" in trials else trials
+    repeated = ordered.duplicated(keys, keep="first").reindex(trials.index)
+    return trials[~repeated], int(repeated.sum())
+
+
 def top_trials(trials: pd.DataFrame, k: int = 5, maximize: bool = True,
                metric: str | None = None) -> pd.DataFrame:
-    """The k best trials by the objective (`value`), failed and pruned ones last. For a
-    reader, `metric` names the objective: `value` is shown as that column."""
+    """The k best trials by the objective (`value`), failed and pruned ones last, each
+    (configuration, seed) once. For a reader, `metric` names the objective: `value` is
+    shown as that column."""
     test = test_column(trials)
     columns = [test if c == "test_acc" else c for c in TOP_COLUMNS]
-    ranked = ranked_trials(trials, maximize)
+    ranked = ranked_trials(once_per_seed(trials)[0], maximize)
     top = ranked[[c for c in columns if c in trials.columns]].head(k).reset_index(drop=True)
+    if "best_epoch" in top:  # a whole number, also beside the failed rows' blanks
+        top["best_epoch"] = top["best_epoch"].astype("Int64")
     if metric is not None and metric not in top.columns:
         top = top.rename(columns={"value": metric})
     return top
@@ -170,8 +216,7 @@ def configurations(trials: pd.DataFrame, spec: Spec = DEFAULT) -> pd.DataFrame:
         values = done["value"].to_numpy(dtype=float)
         low, high = stats.t_interval(values, bounds)
         row = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
-        row |= counts(group) | {"mean": values.mean() if len(values) else math.nan,
-                                "std": values.std(ddof=1) if len(values) > 1 else math.nan,
+        row |= counts(group) | {"mean": stats.mean(values), "std": stats.std(values),
                                 "ci95_low": low, "ci95_high": high}
         if test:
             row |= {f"{test}_mean": done[test].mean(), f"{test}_std": done[test].std()}
@@ -190,29 +235,23 @@ def _columns(trials: pd.DataFrame, spec: Spec) -> list[str]:
 def leaderboard(trials: pd.DataFrame, spec: Spec = DEFAULT,
                 configs: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every configuration with a COMPLETE seed, ranked by the objective's mean over
-    them; rank 1 is the leader. Each other row with 2+ seeds is tested against the
-    leader (when it has 2+): Welch's t (p_vs_leader), Holm-adjusted over all rows tested
-    (p_holm), and tied_with_leader when p_holm >= 0.05. Blank where not tested.
+    them; rank 1 is the leader, and every row its verdict against it (stats.verdicts):
+    leader, worse (Welch's t, Holm-adjusted over the rows tested: p_vs_leader, p_holm),
+    equivalent (Welch's TOST within spec.margin: p_tost) or undetermined, with the seeds
+    per configuration that would decide it. Tests need 2+ seeds on both sides.
     `configs`: configurations(trials, spec), when already at hand."""
     configs = configurations(trials, spec) if configs is None else configs
     board = configs[configs["n"] > 0].sort_values("mean", ascending=not spec.maximize,
                                                   kind="stable").reset_index(drop=True)
     board.insert(0, "rank", range(1, len(board) + 1))
-    p = pd.Series(math.nan, index=board.index)
-    if len(board) > 1 and board.loc[0, "n"] >= 2:
-        leader = board.loc[0, "values"]
-        tested = board.index[(board.index > 0) & (board["n"] >= 2)]
-        p[tested] = [stats.welch(board.loc[i, "values"], leader)[1] for i in tested]
-    tested = p.notna()
-    board["p_vs_leader"] = p
-    board["p_holm"] = math.nan
-    board.loc[tested, "p_holm"] = stats.holm(p[tested].to_numpy())
-    board["tied_with_leader"] = pd.array([pd.NA] * len(board), dtype="boolean")
-    board.loc[tested, "tied_with_leader"] = board.loc[tested, "p_holm"] >= ALPHA
+    verdicts = stats.verdicts(list(board["values"]), spec.maximize, spec.alpha, spec.margin)
+    for column in ("p_vs_leader", "p_holm", "p_tost", "verdict"):
+        board[column] = [getattr(v, column) for v in verdicts]
+    board["seeds_to_decide"] = pd.array([v.seeds_to_decide for v in verdicts], dtype="Int64")
     columns = _columns(trials, spec)
     extras = [c for c in EXTRAS if c in columns]
-    return board[["rank", *[c for c in columns if c not in extras], "p_vs_leader", "p_holm",
-                  "tied_with_leader", *extras]]
+    return board[["rank", *[c for c in columns if c not in extras], *VERDICT_COLUMNS,
+                  *extras]]
 
 
 def by_optimizer(trials: pd.DataFrame, spec: Spec = DEFAULT,
@@ -229,7 +268,7 @@ def by_optimizer(trials: pd.DataFrame, spec: Spec = DEFAULT,
     table = totals.merge(best, on=keys, how="left")
     table = table.astype({c: "Int64" for c in ("rank", "n", "n_failed", "n_pruned")})
     table = table.sort_values(["rank"], na_position="last", kind="stable")
-    front = [c for c in board.columns if c not in ("p_vs_leader", *EXTRAS)]
+    front = [c for c in board.columns if c not in ("p_vs_leader", "p_tost", *EXTRAS)]
     return table[front + list(totals.columns.drop(keys))].reset_index(drop=True)
 
 
@@ -262,7 +301,7 @@ def as_text(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     for column in NAMES:
         if column in out.columns and pd.api.types.is_float_dtype(out[column]):
-            names = stats.labels(out[column].dropna().tolist())
+            names = bins.labels(out[column].dropna().tolist())
             out[column] = out[column].map(names).astype(object)
     return out
 

@@ -52,12 +52,12 @@ def format_result(result: TrialResult, done: int | None, total: int) -> str:
     objective at the best epoch and that epoch's test accuracy, time, reason."""
     width = len(str(total))
     metric, best = result.metric, result.best
-    if not best:
-        score = "no epoch finished"
-    else:
+    if best:
         test = "" if metric == "test_acc" else f" test_acc {best['test_acc']:.4f}"
-        score = f"{metric} {best[metric]:.4f}{test} (epoch {result.best_epoch})"
+        score = f"{metric} {best[metric]:.4f}{test} (epoch {result.best_epoch})  "
+    else:  # the error says why (diverged in its first epoch, an exception), or:
+        score = "" if result.history or result.error else "no epoch finished  "
     reason = f"  {result.error}" if result.error else ""
     position = "-" if done is None else done
     return (f"[{position:>{width}}/{total}] {result.spec.run:<30} {result.state:<8} "
-            f"{score}  {result.duration_s:.1f}s{reason}")
+            f"{score}{result.duration_s:.1f}s{reason}")

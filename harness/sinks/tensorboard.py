@@ -14,6 +14,7 @@ member is told apart by its own run name, which ends in its seed (`-s1`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -86,7 +87,7 @@ class TensorBoardSink:
     def start(self, spec: TrialSpec, model: nn.Module) -> None:
         path = self.root / spec.run
         retire(path)
-        self.writer = SummaryWriter(str(path))
+        self.writer = SummaryWriter(str(path), filename_suffix=attempt_suffix(spec))
         self.model, self.spec = model, spec
         group = spec.run.rsplit("-s", 1)[0]  # the configuration, shared by its seeds
         self.writer.file_writer.add_summary(session_start(trial_hparams(spec, self.config),
@@ -130,6 +131,22 @@ class TensorBoardSink:
         writer, self.writer, self.model = self.writer, None, None
         if writer is not None:
             writer.close()
+
+
+def attempt_suffix(spec: TrialSpec) -> str:
+    """The end of an attempt's event file names: its trial number, so that a dropped
+    attempt's events can be told from the rerun's in the same run directory."""
+    return f".t{spec.number}"
+
+
+def discard_attempt(root: Path, spec: TrialSpec) -> None:
+    """Remove an attempt's events (its result was dropped: another worker runs the
+    point), and its run directory when nothing else is in it."""
+    run = root / spec.run
+    for events in run.glob(f"events.out.tfevents.*{attempt_suffix(spec)}"):
+        events.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        run.rmdir()  # only when empty
 
 
 def retire(run: Path) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -141,10 +142,16 @@ class VisdomSink:
         trace.first_point = False
 
     def _curve_opts(self, title: str, note: str = "") -> dict[str, Any]:
-        # Markers: a curve of one epoch is a single point, which a line alone never shows.
-        return {"title": f"{title} ({self.env})" + (f": {note}" if note else ""),
+        """A curve window's options. Markers: a curve of one epoch is a single point,
+        which a line alone never shows. Epochs are whole numbers on the axis (about ten
+        ticks); a loss is on a log axis, as report.html draws it, so that one diverged
+        trial does not flatten every other curve."""
+        epochs = self.config.train.epochs
+        opts = {"title": f"{title} ({self.env})" + (f": {note}" if note else ""),
                 "xlabel": "epoch", "ylabel": title, "showlegend": True, "markers": True,
-                "markersize": 5, "width": 900 if note else 640, "height": 420}
+                "markersize": 5, "width": 900 if note else 640, "height": 420,
+                "xtickstep": max(1, math.ceil(epochs / 10))}
+        return opts | ({"ytype": "log"} if title == CURVES["train_loss"] else {})
 
     def _read_history(self) -> pd.DataFrame | None:
         """history.csv's curves; None when it cannot be read now (the redraw waits for

@@ -75,6 +75,8 @@ class Search:
         # still stop (its process dies) and need running here.
         self.running: list[FrozenTrial] = []
         self.handed: set[int] = set()  # the trial numbers this search handed out
+        self.news: list[str] = []  # what the strategy has to say (a race's progress)
+        self.said: set[str] = set()  # ... each said once
 
     def next_points(self, k: int, key: Key | None = None) -> list[Claim]:
         """Up to k points as started trials, claimed together; none when nothing is
@@ -109,7 +111,16 @@ class Search:
                       "here", file=sys.stderr, flush=True)
             shown = runs
             time.sleep(WAIT_S)
+        for line in self.news if show else ():
+            print(f"harness: {line}", file=sys.stderr, flush=True)
+        self.news.clear()
         return claims
+
+    def say(self, line: str) -> None:
+        """Have `claim` print `line` once (a race's standing, the end of a small space)."""
+        if line not in self.said:
+            self.said.add(line)
+            self.news.append(line)
 
     def retry_now(self) -> None:
         """The end of the sweep: machine faults met so far run once more."""
@@ -124,35 +135,38 @@ class Search:
     def _before_ask(self, trials: int) -> None:
         """Set up what `study.ask()` draws from when nothing is queued."""
 
-    def _name(self, trial: optuna.Trial, params: dict[str, Any]) -> None:
-        """Make a freshly sampled trial a point (only a sampler proposes new points)."""
+    def _name(self, trial: optuna.Trial, params: dict[str, Any]) -> bool:
+        """Make a freshly sampled trial a point (only a sampler proposes new points);
+        False when it is not one (the sampler proposed a configuration that exists)."""
         raise NotImplementedError
 
     def _claim(self, fits: Callable[[dict[str, Any]], bool] | None) -> Claim | None:
         """The next point as a started trial (under the lock)."""
-        trials = self.study.get_trials(deepcopy=False)
-        waiting = any(t.state == TrialState.WAITING for t in trials)
-        if not waiting:
-            point = self._next_point(trials, fits)
-            if point is None:
-                self.running = [t for t in trials if t.state == TrialState.RUNNING
-                                and t.user_attrs.get("owner") != self.owner]
-                return None
-            if point.key:
-                self.study.enqueue_trial(point.params, user_attrs=self._attrs(point))
-        self._before_ask(len(trials))  # nothing queued: the new trial is number len(trials)
-        trial = self.study.ask()
-        trial_id = self.storage.get_trial_id_from_study_id_trial_number(
-            self.study_id, trial.number)
-        if heartbeats_on(self.storage):  # from now on, its silence makes it stale
-            self.storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
-        params = self._suggest(trial)
-        if "point" not in trial.user_attrs:  # freshly sampled by the optuna method
-            self._name(trial, params)
-        elif trial.user_attrs.get("owner") != self.owner:  # queued by another process
-            trial.set_user_attr("owner", self.owner)
-        self.handed.add(trial.number)
-        return Claim(trial, trial_id, self._spec(trial, params))
+        while True:
+            trials = self.study.get_trials(deepcopy=False)
+            waiting = any(t.state == TrialState.WAITING for t in trials)
+            if not waiting:
+                point = self._next_point(trials, fits)
+                if point is None:
+                    self.running = [t for t in trials if t.state == TrialState.RUNNING
+                                    and t.user_attrs.get("owner") != self.owner]
+                    return None
+                if point.key:
+                    self.study.enqueue_trial(point.params, user_attrs=self._attrs(point))
+            self._before_ask(len(trials))  # nothing queued: the new trial is len(trials)
+            trial = self.study.ask()
+            trial_id = self.storage.get_trial_id_from_study_id_trial_number(
+                self.study_id, trial.number)
+            if heartbeats_on(self.storage):  # from now on, its silence makes it stale
+                self.storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+            params = self._suggest(trial)
+            if "point" not in trial.user_attrs:  # freshly sampled by the optuna method
+                if not self._name(trial, params):
+                    continue  # a configuration that has run: told, not trained again
+            elif trial.user_attrs.get("owner") != self.owner:  # queued by another process
+                trial.set_user_attr("owner", self.owner)
+            self.handed.add(trial.number)
+            return Claim(trial, trial_id, self._spec(trial, params))
 
     def _give_back(self, claims: list[Claim]) -> None:
         """Claims that will not run: FAIL as interrupted, so their points run again (as
@@ -197,6 +211,14 @@ class Search:
         for name, values in self.config.search.space.items():
             params[name] = _suggest(trial, name, values)
         return params
+
+    def default_spec(self) -> TrialSpec:
+        """A trial of train:'s values and seed, the first value searched of each
+        hyperparameter (ranges: their low end): what a set-up check trains."""
+        params = {name: BY_NAME[name].kind(values.low) if isinstance(values, Range)
+                  else values[0] for name, values in self.config.search.space.items()}
+        return TrialSpec(number=-1, run="set-up check", params=self._full(params),
+                         seed=self.config.train.seed)
 
     def _full(self, params: dict[str, Any]) -> dict[str, Any]:
         """The searched values over train:'s values for every searchable parameter."""

@@ -2,9 +2,11 @@
 
 A strategy hands out the next points that need running as claims (started Optuna
 trials), `next_points(k)` at a time: `GridSearch` every point of the grid exactly once;
-`OptunaSearch` points the sampler proposes until n_trials configurations exist, each once
-per seed (seeds added to a sweep later run for the configurations it already has). What
-every strategy shares, the claim itself, is claims.py's `Search`.
+`RaceGrid` a grid's points only while their configuration is still in a race (race.py);
+`OptunaSearch` (sampling.py) points the sampler proposes until n_trials configurations
+exist, each once per seed (seeds added to a sweep later run for the configurations it
+already has), then its confirmation. What every strategy shares, the claim itself, is
+claims.py's `Search`.
 
     search = make_search(config, study, storage, lock)
     claims = search.next_points(4)  # up to 4 started trials; [] when nothing is left
@@ -22,7 +24,9 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from harness.config import Config
-from harness.study.claims import Lock, Point, Search, latest_attempts, needs_rerun
+from harness.study import race
+from harness.study.claims import Lock, Point, Search, needs_rerun
+from harness.study.sampling import OptunaSearch
 
 
 def grid_points(config: Config) -> list[Point]:
@@ -38,34 +42,12 @@ def grid_points(config: Config) -> list[Point]:
 
 
 def total_points(config: Config) -> int:
+    """The most points the sweep runs (a race or a small space may run fewer)."""
     if config.search.method == "grid":
         return len(grid_points(config))
-    return config.search.n_trials * len(config.search.seeds)
-
-
-def make_sampler(config: Config, seed: int) -> optuna.samplers.BaseSampler:
-    if config.search.method == "optuna" and config.search.sampler == "tpe":
-        # constant_liar: a trial running in another process counts as a poor result, so
-        # TPE proposes elsewhere instead of next to it.
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
-    return optuna.samplers.RandomSampler(seed=seed)
-
-
-def claim_seed(config: Config, number: int) -> int:
-    """The sampler's seed for trial `number`. Trial numbers are unique in a study, so no
-    two claims draw alike, whichever process makes them, and a resumed sweep does not
-    replay the draws it made before. One process on a new study proposes the same points
-    every time; with several, which trials have finished when each is proposed (and so
-    what TPE has learnt) depends on timing, and the points differ from run to run."""
-    return config.train.seed + number
-
-
-def make_pruner(config: Config) -> optuna.pruners.BasePruner:
-    if config.search.method != "optuna" or config.search.pruner == "none":
-        return optuna.pruners.NopPruner()
-    if config.search.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
-    return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=config.train.epochs)
+    confirm = config.search.confirm
+    extra = confirm.top * len(confirm.seeds) if confirm is not None else 0
+    return config.search.n_trials * len(config.search.seeds) + extra
 
 
 class GridSearch(Search):
@@ -119,63 +101,50 @@ class GridSearch(Search):
         return latest is not None and latest.state.is_finished() and not needs_rerun(latest)
 
 
-class OptunaSearch(Search):
-    """Points the sampler proposes until n_trials configurations exist, each once per
-    seed; seeds added to search.seeds later run for the configurations it has. Which
-    point comes is the sampler's choice: `fits` is not asked."""
+class RaceGrid(GridSearch):
+    """A grid raced (search.race): every configuration runs its first seeds, then more
+    only while it may still be the best (race.py), round by round: each seed for every
+    configuration still in before the next seed. The points that are due are the race's
+    standing, replayed from the study's results at every claim."""
 
-    def _before_ask(self, trials: int) -> None:
-        self.study.sampler = make_sampler(self.config, claim_seed(self.config, trials))
-
-    def _name(self, trial: optuna.Trial, params: dict[str, Any]) -> None:
-        """Make a freshly sampled trial the first seed of a new configuration, and queue
-        its other seeds. That takes several writes: `point`, the attribute that makes a
-        trial a claim, goes last, so a process killed before it leaves a trial that is no
-        point (retired as its dead owner's, then ignored); one killed after it leaves
-        seeds unqueued, which `_added_seed` finds."""
-        point = Point(f"c{trial.number}", trial.number, params, self.config.search.seeds[0])
-        for key, value in self._attrs(point).items():
-            trial.set_user_attr(key, value)
-        for seed in self.config.search.seeds[1:]:
-            repeat = Point(f"c{trial.number}-s{seed}", trial.number, params, seed)
-            self.study.enqueue_trial(params, user_attrs=self._attrs(repeat, owner=""))
+    def __init__(self, config: Config, study: optuna.Study,
+                 storage: optuna.storages.BaseStorage, lock: Lock = nullcontext) -> None:
+        super().__init__(config, study, storage, lock)
+        self.position = {seed: p for p, seed in enumerate(config.search.seeds)}
+        self.points.sort(key=lambda point: (self.position[point.seed], point.index))
+        self.configurations = sorted({point.index for point in self.points})
+        self.shown: tuple[int, int, bool] | None = None  # the standing last said
 
     def _next_point(self, trials: list[FrozenTrial],
                     fits: Callable[[dict[str, Any]], bool] | None) -> Point | None:
-        for trial in latest_attempts(trials).values():
-            if self._due(trial):
-                return Point(trial.user_attrs["point"], trial.user_attrs["index"],
-                             dict(trial.params), trial.user_attrs["seed"])
-        added = self._added_seed(trials)
-        if added is not None:
-            return added
-        configurations = {t.user_attrs["index"] for t in trials if "point" in t.user_attrs}
-        if len(configurations) < self.config.search.n_trials:
-            return Point("", -1, {}, self.config.search.seeds[0])
-        return None
-
-    def _added_seed(self, trials: list[FrozenTrial]) -> Point | None:
-        """A seed of search.seeds that a configuration sampled earlier has not run: the
-        seed was added when the sweep was resumed."""
-        seeds: dict[int, set[int]] = {}
-        params: dict[int, dict[str, Any]] = {}
-        for trial in trials:
-            if "point" in trial.user_attrs:
-                index = trial.user_attrs["index"]
-                seeds.setdefault(index, set()).add(trial.user_attrs["seed"])
-                if trial.params:  # a queued trial has none yet
-                    params[index] = dict(trial.params)
-        for index in sorted(params):
-            for seed in self.config.search.seeds:
-                if seed not in seeds[index]:
-                    return Point(f"c{index}-s{seed}", index, params[index], seed)
+        self._look(trials)
+        seeds = len(self.config.search.seeds)
+        results: dict[int, list[float | None]] = {i: [None] * seeds for i in self.configurations}
+        for point in self.points:
+            results[point.index][self.position[point.seed]] = race.result(
+                self.latest.get(point.key))
+        objective = self.config.objective
+        now = race.standing(results, seeds, self.config.search.race,  # type: ignore[arg-type]
+                            objective.maximize, objective.margin)
+        if (now.allowed, len(now.still_in), now.over) != self.shown:
+            self.shown = (now.allowed, len(now.still_in), now.over)
+            ran = sum(v is not None for row in results.values() for v in row)
+            self.say(race.summary(now, len(self.configurations), seeds, ran))
+        for point in self.points:
+            latest = self.latest.get(point.key)
+            if (latest is None or self._due(latest)) and now.due(
+                    point.index, self.position[point.seed]) and (
+                    fits is None or fits(self._full(point.params))):
+                return point
         return None
 
 
 def make_search(config: Config, study: optuna.Study, storage: optuna.storages.BaseStorage,
                 lock: Lock = nullcontext) -> Search:
-    """The strategy search.method names, on `study`."""
-    kind = GridSearch if config.search.method == "grid" else OptunaSearch
+    """The strategy search.method names (a grid raced when search.race is set)."""
+    kind: type[Search] = OptunaSearch
+    if config.search.method == "grid":
+        kind = GridSearch if config.search.race is None else RaceGrid
     return kind(config, study, storage, lock)
 
 

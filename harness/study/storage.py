@@ -23,10 +23,11 @@ import optuna
 import sqlalchemy
 import yaml
 
-from harness.config import Config, ConfigError, identity, parse_config
-from harness.errors import first_line
+from harness.config import Config, identity
+from harness.errors import ConfigError, first_line
+from harness.parse import parse_config
 from harness.study.locks import database_lock, sqlite_file
-from harness.study.search import make_pruner, make_sampler
+from harness.study.sampling import make_pruner, make_sampler
 
 # Database storages shared by machines: a worker's trial says it is alive every
 # HEARTBEAT_S; one silent for GRACE_S is failed by the other workers and run again, and
@@ -73,10 +74,19 @@ def check_fresh(named: str | None, url: str | None, study: str) -> None:
 
 
 def check_resumable(out: Path, config: Config, fresh: bool, url: str | None = None) -> None:
-    """Refuse to mix two configs' results in one directory."""
+    """Refuse to mix two configs' results in one directory, or two studies' (the files
+    are rebuilt from the sweep's storage, which must be the one that wrote them)."""
     path = out / "config.yaml"
+    if shared(url) and (out / "study.db").exists():
+        raise ConfigError(f"--out: {out} holds a sweep with its own study.db; a sweep on "
+                          "the shared --storage writes its results from that storage: "
+                          "pass another --out")
     if fresh or not path.exists():
         return
+    if url is None and not (out / "study.db").exists() and (out / "trials.csv").exists():
+        raise ConfigError(f"--out: {out} holds the results of a sweep whose study is "
+                          "elsewhere (no study.db beside them): pass its --storage, or "
+                          "another --out")
     try:
         old = identity(parse_config(yaml.safe_load(path.read_text())))
     except (ConfigError, yaml.YAMLError):
@@ -189,7 +199,7 @@ def _sqlite_wal(connection: Any, record: Any) -> None:
 
 def open_study(config: Config, storage: optuna.storages.BaseStorage) -> optuna.Study:
     """The config's study, created when new; refused when another config made it. Each
-    claim seeds the sampler afresh (search.OptunaSearch._before_ask): this one is
+    claim seeds the sampler afresh (sampling.OptunaSearch._before_ask): this one is
     never used."""
     study = optuna.create_study(
         study_name=config.name, storage=storage, direction=config.objective.direction,
@@ -201,8 +211,8 @@ def open_study(config: Config, storage: optuna.storages.BaseStorage) -> optuna.S
         fix = "rerun with --fresh to discard it"
         if engine is not None and engine.dialect.name != "sqlite":  # other machines' too
             fix = (f"run the study's own config (harness export --study {config.name} "
-                   "writes it to config.yaml), or give this one another name: for a study "
-                   "of its own")
+                   "writes it to config.yaml), or give this config another name, for a "
+                   "study of its own")
         raise ConfigError(f"study {config.name!r} in the storage was made by another "
                           f"config ({change}); {GROWS}: {fix}")
     if stored != identity(config):  # a new study, or one given more seeds or trials

@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     from harness.config import Config
 
 # What a child runs: sweep.run_sweep(config, options), handed in by the sweep so that this
-# module never imports the sweep (which imports it). `options` is a sweep.SweepOptions; it
-# returns a sweep.SweepOutcome, whose `ran` the child adds to the shared count.
+# module never imports the sweep (which imports it). `options` is a sweep.SweepOptions
+# whose `counter` is the shared count of trials the children ran, added to by each
+# trial as it is recorded (so a child killed later has its trials counted).
 Run = Callable[[Any, Any], Any]
 
 POLL_S = 0.2  # how often a waiting parent looks whether it was asked to stop
@@ -56,7 +57,7 @@ class Children:
     """The worker processes of one sweep, and the trials they ran between them."""
 
     processes: list[BaseProcess]
-    ran: Any  # a multiprocessing.Value("i"): trials finished by the children
+    ran: Any  # a multiprocessing.Value("i"): trials the children recorded, so far
 
     def tell_stop(self) -> None:
         """Ask every child to stop at its next safe point: it records its running trial
@@ -88,10 +89,10 @@ def spawn(run: Run, config: Config, options: Any, children: int, device: torch.d
           ) -> Children:
     """Start `children` worker processes on the sweep that `options.out` holds."""
     context = multiprocessing.get_context(start_method(device))
-    child = dataclasses.replace(options, workers=1, fresh=False, child=True)
-    threads = threads_per_worker(options.workers)
     ran = context.Value("i", 0)
-    processes = [context.Process(target=_work, args=(run, config, child, threads, ran),
+    child = dataclasses.replace(options, workers=1, fresh=False, child=True, counter=ran)
+    threads = threads_per_worker(options.workers)
+    processes = [context.Process(target=_work, args=(run, config, child, threads),
                                  daemon=False) for _ in range(children)]
     for process in processes:
         process.start()
@@ -100,13 +101,11 @@ def spawn(run: Run, config: Config, options: Any, children: int, device: torch.d
     return team
 
 
-def _work(run: Run, config: Config, options: Any, threads: int, ran: Any) -> None:
+def _work(run: Run, config: Config, options: Any, threads: int) -> None:
     stop.install()  # a spawned child starts with Python's own handlers
     quiet_dependencies()  # and with Optuna's own logging
     torch.set_num_threads(threads)
     try:
-        outcome = run(config, options)
+        run(config, options)
     except KeyboardInterrupt:
         sys.exit(130)
-    with ran.get_lock():
-        ran.value += outcome.ran

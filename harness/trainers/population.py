@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from harness.hyperparams import LR, MOMENTUM, OPTIMIZER, WEIGHT_DECAY
+from harness.stop import requested as stop_requested
 from harness.trainers.fused_optim import build_fused_optimizer
 from harness.trainers.stacked import StackedLeNet, seeded_lenets
 
@@ -112,10 +113,13 @@ class PopulationTrainer:
             self._active[members] = False
 
     def epoch(self, x: Tensor, y: Tensor, max_batches: int | None = None,
-              log_every: int = 0) -> PopulationEpoch:
+              log_every: int = 0, should_stop: Callable[[], bool] = stop_requested
+              ) -> PopulationEpoch:
         """One pass over (x, y) for every active member, each in its own random order;
         every `log_every` steps each member's loss is kept on the device, and all are
-        read with the epoch's means, in one sync (as `train_epoch` does)."""
+        read with the epoch's means, in one sync (as `train_epoch` does). Once
+        `should_stop()` (Ctrl-C or SIGTERM came) it raises KeyboardInterrupt between
+        steps, as `train_epoch` does: the population stops after one fused step."""
         n, b = len(x), self.batch_size
         orders = torch.stack([torch.randperm(n, generator=g) for g in self.generators])
         orders = orders.to(x.device, non_blocking=True)
@@ -125,6 +129,8 @@ class PopulationTrainer:
         self._seen.zero_()
         sampled: list[Tensor] = []
         for step in range(steps):
+            if should_stop():
+                raise KeyboardInterrupt
             self._run_step(x, y, orders[:, step * b : (step + 1) * b])
             if log_every and step % log_every == 0:
                 sampled.append(self._last_losses.clone())

@@ -1,6 +1,5 @@
-"""The statistics behind the comparison tables, as the field does them: Welch's t-test,
-Holm's correction for testing many rows against one, Student's t intervals kept inside
-a metric's range, and readable bins for continuous hyperparameters. Pure numpy."""
+"""Readable labels for hyperparameter values and bins for continuous ones, as the
+comparison tables show them (the statistics are harness/stats.py's)."""
 
 from __future__ import annotations
 
@@ -9,56 +8,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.special import stdtr, stdtrit  # Student's t; scipy.stats costs 1 s to import
 
-ALPHA = 0.05  # significance level of every test against the leader
 LOG_STEPS = ((1.0, 3.0), (1.0, 2.0, 5.0), (1.0,))  # edges per decade: usual, finer, coarser
 MIN_BINS, MAX_BINS = 3, 8
-
-
-def metric_range(metric: str) -> tuple[float, float]:
-    """Where a metric's values can lie: accuracies in [0, 1], losses in [0, inf)."""
-    if metric.endswith("_acc"):
-        return 0.0, 1.0
-    if metric.endswith("_loss"):
-        return 0.0, math.inf
-    return -math.inf, math.inf
-
-
-def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Welch's unequal-variance t statistic of mean(a) - mean(b) and its two-sided
-    p-value; identical samples give (0, 1)."""
-    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
-    se = math.sqrt(va + vb)
-    diff = float(np.mean(a) - np.mean(b))
-    if se == 0:
-        return (0.0, 1.0) if diff == 0 else (math.copysign(math.inf, diff), 0.0)
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    t = diff / se
-    return t, float(2 * stdtr(df, -abs(t)))
-
-
-def holm(p: Sequence[float]) -> np.ndarray:
-    """Holm–Bonferroni adjusted p-values, in the order given: the k-th smallest of m is
-    multiplied by m - k + 1, kept from falling below the one before, and capped at 1."""
-    p = np.asarray(p, dtype=float)
-    order = np.argsort(p, kind="stable")
-    factors = len(p) - np.arange(len(p))
-    adjusted = np.minimum(1.0, np.maximum.accumulate(factors * p[order]))
-    out = np.empty_like(p)
-    out[order] = adjusted
-    return out
-
-
-def t_interval(values: np.ndarray, bounds: tuple[float, float]) -> tuple[float, float]:
-    """The 95% Student's t interval of the mean, clipped to `bounds` (an accuracy's
-    interval never leaves [0, 1]). One value has no interval: (NaN, NaN)."""
-    n = len(values)
-    if n < 2:
-        return math.nan, math.nan
-    mean = float(np.mean(values))
-    half = float(stdtrit(n - 1, 0.975) * np.std(values, ddof=1) / math.sqrt(n))
-    return max(mean - half, bounds[0]), min(mean + half, bounds[1])
 
 
 def labels(values: Sequence[object]) -> dict[object, str]:
