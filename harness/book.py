@@ -101,6 +101,15 @@ class TrialBook:
         self.state, self.error = "FAIL", retryable(err) or describe(err)
         self.full = no_space(err)
 
+    def abandon(self, err: BaseException) -> TrialResult:
+        """The device failed (a sticky CUDA error): a retryable FAIL, finished without
+        touching the device: no checkpoint, and the sinks closed rather than told (their
+        last steps, a prediction grid, would run on the device)."""
+        self.state, self.error = "FAIL", retryable(err) or f"{RETRYABLE}: {describe(err)}"
+        for sink in self.sinks:
+            sink.close()
+        return self._result()
+
     def finish(self) -> TrialResult:
         """Save the best weights, tell the sinks, and return the result."""
         if self.full is None and self.checkpoint is not None and self.best_state is not None:
@@ -109,14 +118,17 @@ class TrialBook:
             self.state = "FAIL"
             self.error = (f"{RETRYABLE}: no space left on device writing "
                           f"{self.full.filename or 'a file'}")
-        result = TrialResult(
+        result = self._result()
+        for sink in self.sinks:
+            sink.finish(result)
+        return result
+
+    def _result(self) -> TrialResult:
+        return TrialResult(
             spec=self.spec, state=self.state or "FAIL", history=self.history,
             error=self.error, duration_s=time.perf_counter() - self.started,
             samples_per_s=self.train_samples / self.train_time if self.train_time else 0.0,
             best_epoch=self.best_epoch, stop=self.full, metric=self.training.metric)
-        for sink in self.sinks:
-            sink.finish(result)
-        return result
 
     def _divergence(self, metrics: dict[str, float]) -> str:
         """Why the epoch shows divergence, or '' when it does not."""
@@ -150,8 +162,8 @@ def final_checkpoint(checkpoints: Path, spec: TrialSpec) -> Path:
 def _save_checkpoint(weights: Weights, path: Path) -> OSError | None:
     """Save the best weights. A full disk is returned: the trial runs again once there
     is space. Any other failure costs the checkpoint only, with one warning."""
-    try:
-        atomic_torch_save(weights, path)
+    try:  # a population keeps them on its device until now (no sync per epoch)
+        atomic_torch_save({name: t.cpu() for name, t in weights.items()}, path)
     except OSError as err:
         if no_space(err) is not None:
             return err

@@ -161,7 +161,7 @@ def _check_direction(objective: ObjectiveConfig) -> None:
 
 def _check_seeds(seeds: tuple[int, ...], path: str) -> None:
     if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"{path}: {list(seeds)} repeats a seed")
+        raise ConfigError(f"{path}: {list(seeds)} repeats a seed; give each seed once")
 
 
 def _check_grid_only(config: Config, problems: Problems) -> None:
@@ -228,9 +228,10 @@ def _check_race(config: Config, problems: Problems) -> None:
                          "or remove search.race")
             return
         seeds, path = (search.confirm.seeds if search.confirm else ()), "search.confirm.seeds"
-    else:
-        seeds, path = search.seeds, "search.seeds"
-    if problems.failed(path, "search.race.first") or not seeds:
+    else:  # no search.seeds: train.seed alone
+        seeds, path = search.seeds or (config.train.seed,), "search.seeds"
+    if problems.failed(path, "search.race.first") or (path.startswith("search.confirm")
+                                                       and not seeds):
         return
     if len(seeds) < 3:
         problems.add(path, f"{path}: a race needs at least 3 seeds, not {len(seeds)}: its "

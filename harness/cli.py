@@ -7,6 +7,7 @@
     python -m harness sweep experiments/grid.yaml --population 32  # 32 trials at once (GPU)
     python -m harness summary experiments/grid.yaml          # per-layer model summary
     python -m harness compare results/run-a results/run-b    # each directory its own sweep
+    python -m harness tensorboard results/run-a results/run-b   # both sweeps side by side
     python -m harness report results/quickstart              # results/quickstart/report.html
     python -m harness report results/run-a results/run-b     # ./report.html, both sweeps
 
@@ -20,6 +21,7 @@ the trial that was running runs again); 130 interrupted after saving what was do
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -27,7 +29,14 @@ from typing import Any, NoReturn
 from harness import stop
 from harness.checks import check_device, parse_population
 from harness.config import Config
-from harness.errors import ConfigError, DatabaseFull, DataError, SetupError, no_space
+from harness.errors import (
+    ConfigError,
+    DatabaseFull,
+    DataError,
+    MachineFault,
+    SetupError,
+    no_space,
+)
 from harness.hyperparams import LR
 from harness.parse import load_config
 
@@ -82,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, help="the page to write (default DIR/report.html "
                         "for one sweep, report.html here for several)")
     report.set_defaults(func=_report)
+    board = commands.add_parser("tensorboard", help="TensorBoard on 127.0.0.1 over one or "
+                                "more sweeps, each labelled as compare labels it")
+    board.add_argument("dirs", type=Path, nargs="+", metavar="DIR", help="results directory")
+    board.add_argument("--port", type=int, default=6006, help="port (default 6006; 0: any "
+                       "free one)")
+    board.set_defaults(func=_tensorboard)
     export = commands.add_parser("export", help="rebuild a results directory from a "
                                  "study in any storage (for sweeps shared by machines)")
     export.add_argument("--storage", required=True, help="Optuna storage URL")
@@ -112,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in getattr(err, "lines", [str(err)]):
             print(f"harness: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except SetupError as err:
+    except (SetupError, MachineFault) as err:  # one line; nothing recorded as a result
         print(f"harness: {err}", file=sys.stderr)
         return EXIT_INTERNAL
     except KeyboardInterrupt:
@@ -205,8 +220,15 @@ def _ending(config: Config, outcome: Any, args: argparse.Namespace) -> None:
     print(f"\n{state_counts(trials)} ({ran})")
     if args.dry_run:
         print("dry run passed" + (f"; files in {outcome.out}" if args.out else ""))
-    else:
-        print(f"results: {outcome.out}")
+        return
+    print(f"results: {outcome.out}")
+    where = shlex.quote(str(outcome.out))
+    looks = [f"python -m harness {command} {where}" for command in ("compare", "report")]
+    if config.logging.tensorboard is not None:
+        looks.insert(0, f"python -m harness tensorboard {where}")
+    if outcome.visdom:
+        looks.append(f"the live view: {outcome.visdom}")
+    print("look at it:\n" + "\n".join(f"  {line}" for line in looks))
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -250,6 +272,13 @@ def _say(lines: list[str]) -> None:
     """What a reader should know before the tables, one line each on stderr."""
     for line in lines:
         print(f"harness: {line}", file=sys.stderr)
+
+
+def _tensorboard(args: argparse.Namespace) -> int:
+    from harness.reporting.boards import serve
+
+    serve(args.dirs, args.port)
+    return EXIT_OK
 
 
 def _export(args: argparse.Namespace) -> int:

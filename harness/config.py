@@ -27,7 +27,14 @@ METRICS = {"val_acc": "maximize", "val_loss": "minimize", "test_acc": "maximize"
 TRAIN_SAMPLES = {"mnist": 60_000, "mnist-5k": 4_000, "synthetic": 2_000}  # full training sets
 TEST_SAMPLES = {"mnist": 10_000, "mnist-5k": 1_000, "synthetic": 500}  # full test sets
 POPULATION_AUTO, POPULATION_OFF = "auto", "off"  # train.population's words besides a number
+AUTO = "auto"  # logging.visdom: the live view when a local server answers
 ACCURACY_MARGIN = 0.005  # objective.margin for an accuracy when none is given: half a point
+
+
+def default_margin(metric: str) -> float | None:
+    """objective.margin when a config gives none: half a point of accuracy; a loss has
+    no natural scale, so no row is called equivalent without one."""
+    return ACCURACY_MARGIN if metric.endswith("_acc") else None
 
 
 @dataclass(frozen=True)
@@ -103,7 +110,8 @@ class ObjectiveConfig:
 class VisdomConfig:
     server: str = "http://localhost"  # Visdom server URL, without the port
     port: int = 8097  # Visdom server port
-    env: str = ""  # environment name; empty uses the sweep's name
+    env: str = ""  # environment name; empty uses the sweep's label (harness.label)
+    auto: bool = False  # only if a server answers; else one line says how to start one
 
 
 @dataclass(frozen=True)
@@ -118,7 +126,8 @@ class TensorBoardConfig:
 class LoggingConfig:
     # One TensorBoard run per trial under <results>/tb; true, false, or the settings.
     tensorboard: TensorBoardConfig | None = TensorBoardConfig()
-    visdom: VisdomConfig | None = None  # live view; None (visdom: false) turns it off
+    # The live view: auto (a local server when one answers), false (None), or settings.
+    visdom: VisdomConfig | None = VisdomConfig(auto=True)
 
 
 @dataclass(frozen=True)
@@ -143,6 +152,11 @@ def to_dict(config: Config) -> dict[str, Any]:
     for key in ("visdom", "tensorboard"):
         if getattr(config.logging, key) is None:
             out["logging"][key] = False
+    if config.logging.visdom is not None:
+        if config.logging.visdom == VisdomConfig(auto=True):
+            out["logging"]["visdom"] = AUTO
+        else:
+            out["logging"]["visdom"].pop("auto")
     for key in ("race", "confirm"):
         if getattr(config.search, key) is None:
             out["search"].pop(key)  # absent, as configs of earlier versions are

@@ -7,6 +7,8 @@ from __future__ import annotations
 import errno
 import sqlite3
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 from harness.types import RETRYABLE
 
@@ -40,6 +42,19 @@ class DataError(RuntimeError):
 class SetupError(RuntimeError):
     """The sweep cannot train at all here (the device, the model): exit 1, one line,
     nothing recorded."""
+
+
+class MachineFault(RuntimeError):
+    """The device can no longer compute: a sticky CUDA error (a device-side assert, an
+    illegal address) leaves the CUDA context unusable, so every trial after would fail
+    the same way. The trials that were running are recorded retryable (they run again
+    on resume), then the sweep stops: exit 1, this one line."""
+
+    def __init__(self, err: BaseException, results: Sequence[Any] = ()) -> None:
+        super().__init__(f"the device failed ({describe(err)}); the trials that were "
+                         "running are saved to run again: run the same command (a new "
+                         "process gets a new CUDA context)")
+        self.results = list(results)  # the running trials' retryable TrialResults
 
 
 class DatabaseFull(OSError):
@@ -83,6 +98,21 @@ def _machine_fault(err: BaseException | None) -> BaseException | None:
                      "OperationalError", "ConnectionError"}
                 or (isinstance(err, RuntimeError) and any(s in str(err) for s in STICKY_CUDA))
                 or (isinstance(err, OSError) and err.errno in NO_SPACE)):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def sticky_cuda(err: BaseException | None) -> BaseException | None:
+    """The sticky CUDA error in `err`'s chain of causes, if there is one: no trial can
+    train on the device after it (out of memory is not one: memory can be freed)."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        names = {cls.__name__ for cls in type(err).__mro__}
+        if "OutOfMemoryError" not in names and (
+                "AcceleratorError" in names
+                or (isinstance(err, RuntimeError) and any(s in str(err) for s in STICKY_CUDA))):
             return err
         err = err.__cause__ or err.__context__
     return None

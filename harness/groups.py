@@ -1,15 +1,39 @@
-"""A sweep's trials in populations: how many train together, which claims go together,
-and how a group runs. Each member is still a whole trial: its own book, Optuna trial,
-pruning, checkpoint, sinks and heartbeat.
+"""A sweep's trials, one at a time or in populations: how many train together, which
+claims go together, and how they run. Each member of a population is still a whole
+trial: its own book, Optuna trial, pruning, checkpoint, sinks and heartbeat.
 
     size = population_size(config.train.population, device)
-    claims = search.claim(size, fusable_key)  # a grid's share one key
-    for claim, result, lease in run_claims(claims, ...): record(claim, result)
+    if size == 1:  # one trial at a time, as always
+        for claim, result, lease in run_claims(search.claim(1), ...): record(...)
+    else:  # populations whose freed places are filled again
+        Lanes(size, training, data, storage, sinks, checkpoints, pruning, claim).run(record)
+
+Populations: `size` places (K). Claims go into the population of their fusable key (the
+optimizer and the batch size), one population per key, all advanced one epoch each per
+round. When members stop (complete, pruned, diverged, failed), their places are claimed
+again at the round's end: first for the keys that train (a grid gives its next point of
+the same key, which joins that population at its next epoch, from its own seed), then
+for any key (the optuna method asks the sampler, whose points may have any key: a point
+of a key with no population starts one). Each member counts its own epochs.
+
+Why a point of another key trains at once in a population of its own rather than
+waiting for one of its key: a point that waits is a RUNNING trial that gives no result
+(TPE's constant liar counts it as a poor one) and holds a place the GPU does not use;
+the price is one population's launches more per round, which waiting would pay too, as
+the population it waits for drains. So every place is in use while there are points.
+
+Finished members are finished and recorded on the bookkeeper's thread (bookkeeper.py)
+while the next epoch trains; each keeps its heartbeat until its result is recorded.
+Ctrl-C interrupts every member (each recorded, to run again on resume); a sticky CUDA
+error records every running member retryable and raises MachineFault; a full disk met
+by a result interrupts the others and the sweep stops with it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import contextlib
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -17,11 +41,12 @@ from typing import Any
 import optuna
 import torch
 
-from harness import train
+from harness import stop, timings, train
 from harness.book import EpochCallback, TrialBook, attempt_checkpoint
+from harness.bookkeeper import Bookkeeper, Record, Seat
 from harness.config import POPULATION_AUTO, POPULATION_OFF
 from harness.data import Dataset
-from harness.errors import SetupError, describe
+from harness.errors import MachineFault, SetupError, describe, sticky_cuda
 from harness.hyperparams import LR, OPTIMIZER, build_optimizer
 from harness.models import build_model
 from harness.sinks.base import Sink
@@ -29,7 +54,7 @@ from harness.study.claims import Claim
 from harness.study.owner import Lease, heartbeat
 from harness.trainers.fused import FusedTrainer, fusable_key
 from harness.trainers.population import Member, PopulationTrainer
-from harness.trial import run_books, run_trial
+from harness.trial import run_trial
 from harness.types import INTERRUPTED, Training, TrialResult, TrialSpec
 
 # `auto` on CUDA. The README's table (one H200, LeNet, batch 64): 32 trials at once give
@@ -77,14 +102,6 @@ def check_setup(spec: TrialSpec, training: Training, data: Dataset, size: int) -
                          "run the same command") from err
 
 
-def by_key(claims: Sequence[Claim]) -> list[list[Claim]]:
-    """The claims in groups that can train together, in the order of their first claim."""
-    groups: dict[tuple[Any, ...], list[Claim]] = {}
-    for claim in claims:
-        groups.setdefault(fusable_key(claim.spec.params), []).append(claim)
-    return list(groups.values())
-
-
 Pruning = Callable[[optuna.Trial, Lease], EpochCallback]
 
 
@@ -92,37 +109,235 @@ def run_claims(claims: Sequence[Claim], training: Training, data: Dataset,
                storage: optuna.storages.BaseStorage, sinks: Callable[[], list[Sink]],
                checkpoints: Path, pruning: Pruning
                ) -> Iterator[tuple[Claim, TrialResult, Lease]]:
-    """Run the claims group by group, yielding every result with its claim's lease.
-    After a group that was interrupted or hit a full disk, the groups not run come back
-    interrupted: their points run again on resume."""
+    """Run the claims one at a time (no population), yielding every result with its
+    claim's lease. After one that was interrupted or hit a full disk, the others come
+    back interrupted: their points run again on resume. A sticky CUDA error: the
+    result (retryable) is yielded, then MachineFault raised."""
     halted = False
     with ExitStack() as beats:  # every claim is alive until its result is yielded
         leases = {claim.trial_id: beats.enter_context(heartbeat(storage, claim.trial_id))
                   for claim in claims}
-        for group in by_key(claims):
+        for claim in claims:
+            lease = leases[claim.trial_id]
             if halted:
-                yield from ((claim, TrialResult(claim.spec, "FAIL", error=INTERRUPTED,
-                                                metric=training.metric),
-                             leases[claim.trial_id]) for claim in group)
+                yield claim, TrialResult(claim.spec, "FAIL", error=INTERRUPTED,
+                                         metric=training.metric), lease
                 continue
-            results = _run_group(group, training, data, sinks, checkpoints,
-                                 lambda trial, trial_id: pruning(trial, leases[trial_id]))
-            yield from ((claim, result, leases[claim.trial_id])
-                        for claim, result in zip(group, results, strict=True))
-            halted = any(r.interrupted or r.stop is not None for r in results)
+            try:
+                result = run_trial(claim.spec, training, data, sinks(),
+                                   attempt_checkpoint(checkpoints, claim.spec),
+                                   pruning(claim.trial, lease))
+            except MachineFault as fault:
+                yield from ((claim, r, lease) for r in fault.results)
+                raise
+            yield claim, result, lease
+            halted = result.interrupted or result.stop is not None
 
 
-def _run_group(group: list[Claim], training: Training, data: Dataset,
-               sinks: Callable[[], list[Sink]], checkpoints: Path,
-               pruning: Callable[[optuna.Trial, int], EpochCallback]) -> list[TrialResult]:
-    """One claim alone as it always ran; several as one population."""
-    if len(group) == 1:
-        [claim] = group
-        return [run_trial(claim.spec, training, data, sinks(),
-                          attempt_checkpoint(checkpoints, claim.spec),
-                          pruning(claim.trial, claim.trial_id))]
-    books = [TrialBook(claim.spec, training, sinks(),
-                       attempt_checkpoint(checkpoints, claim.spec),
-                       pruning(claim.trial, claim.trial_id)) for claim in group]
-    specs = [claim.spec for claim in group]
-    return run_books(books, lambda: FusedTrainer(specs, training, data), data.device)
+# (k, key wanted or None, idle) -> up to k claims; idle: nothing trains here, so wait
+# for other processes' trials, and [] means the sweep is done
+Claimer = Callable[[int, Hashable | None, bool], list[Claim]]
+
+
+def claims_ahead(device: torch.device) -> bool:
+    """Whether to claim the places a round will free while it trains. On a GPU the
+    claims (Optuna's writes, TPE's sampling) then run while the main thread waits for
+    the device, which they would otherwise leave idle. On the CPU the claiming thread
+    would take the cores from training, and claims made ahead would be interrupted with
+    the round by a Ctrl-C, recorded with it to run again."""
+    return device.type == "cuda"
+
+
+class Lane:
+    """The population of one fusable key and its members."""
+
+    def __init__(self, trainer: FusedTrainer) -> None:
+        self.trainer = trainer
+        self.seats: dict[int, Seat] = {}
+
+
+class Lanes:
+    """`size` places, in one population per fusable key, filled again as they free
+    (see the module's docstring)."""
+
+    def __init__(self, size: int, training: Training, data: Dataset,
+                 storage: optuna.storages.BaseStorage, sinks: Callable[[], list[Sink]],
+                 checkpoints: Path, pruning: Pruning, claim: Claimer) -> None:
+        self.size, self.training, self.data, self.storage = size, training, data, storage
+        self.sinks, self.checkpoints, self.pruning, self.claim = sinks, checkpoints, pruning, claim
+        self.lanes: dict[Hashable, Lane] = {}
+        self.keeper: Bookkeeper  # while `run` runs
+        self.ahead: ThreadPoolExecutor  # claims made while a round trains
+        self.early: Future[list[Seat]] | None = None  # ... those of this round
+        self.spent: set[Hashable] = set()  # keys with no point left for now
+        self.dry = False  # no point of any key left for now
+
+    @property
+    def seats(self) -> list[Seat]:
+        return [seat for lane in self.lanes.values() for seat in lane.seats.values()]
+
+    def run(self, record: Record) -> None:
+        """Claim, train and record until no claim is left (see the module's docstring).
+        Ctrl-C, MachineFault and any other error end every running member, have it
+        recorded, and are raised again."""
+        with Bookkeeper(record) as keeper, ThreadPoolExecutor(1, "claims") as ahead:
+            self.keeper, self.ahead = keeper, ahead
+            try:
+                self._loop(keeper)
+            except KeyboardInterrupt:
+                self._end(keeper, lambda seat: seat.book.interrupt())
+                raise
+            except MachineFault as fault:
+                keeper.fault = fault.__cause__  # nothing more touches the device
+                self._end(keeper, lambda seat: None)
+                raise
+            except Exception as err:  # the sweep stops: its trials are recorded failed
+                self._end(keeper, lambda seat, error=err: seat.book.fail(error))
+                raise
+        keeper.check()
+
+    def _loop(self, keeper: Bookkeeper) -> None:
+        self._fill(idle=True)
+        while self.lanes:
+            self.early = self._claim_ahead()
+            self._round(keeper)
+            early, self.early = self.early, None
+            self._place(early.result() if early is not None else [])
+            keeper.check()
+            if keeper.full is not None:  # the sweep stops: the others run again
+                self._end(keeper, lambda seat: seat.book.interrupt())
+                return
+            self._fill(idle=False)
+            if not self.lanes:
+                keeper.wait()  # a finished trial is recorded before the end is decided
+                self._fill(idle=True)
+
+    def _claim_ahead(self) -> Future[list[Seat]] | None:
+        """The places that free at this round's end for sure (members at their last
+        epoch) are claimed while the round trains, on a thread of their own (on CUDA:
+        `claims_ahead`)."""
+        due = sum(len(seat.book.history) == self.training.epochs - 1 for seat in self.seats)
+        if not due or self.dry or stop.requested() or not claims_ahead(self.data.device):
+            return None
+        return self.ahead.submit(self._claim_free, due, False, self._keys())
+
+    def _round(self, keeper: Bookkeeper) -> None:
+        """Every population one epoch; the members that stop go to the bookkeeper."""
+        live = len(self.seats)
+        for key, lane in list(self.lanes.items()):
+            steps = lane.trainer.steps_per_epoch
+            timings.count("fused_steps", steps)
+            timings.count("member_steps", steps * live)
+            timings.count("trained_member_steps", steps * len(lane.seats))
+            self._epoch(lane)
+            done = [seat for seat in lane.seats.values() if not seat.book.running]
+            if done:
+                lane.trainer.stop([seat.claim.spec for seat in done])
+            for seat in done:
+                del lane.seats[seat.claim.spec.number]
+                keeper.finish(seat)
+            if not lane.seats:
+                del self.lanes[key]
+
+    def _epoch(self, lane: Lane) -> None:
+        """One epoch of a population, each member's book told; a fault of the population
+        (not of one member's) fails its members, unless it is the device's."""
+        seats = list(lane.seats.values())
+        try:
+            measured = lane.trainer.epoch([seat.claim.spec for seat in seats])
+        except Exception as err:
+            if sticky_cuda(err) is not None:
+                raise MachineFault(err) from err
+            for seat in seats:
+                seat.book.fail(err)
+            if self.data.device.type == "cuda":
+                torch.cuda.empty_cache()  # after an out-of-memory error, for the others
+            return
+        for seat, metrics in zip(seats, measured, strict=True):
+            try:
+                seat.book.record(metrics, lambda spec=seat.claim.spec: lane.trainer.weights(spec))
+            except Exception as err:  # its own bookkeeping (a pruner, a lost lease)
+                seat.book.fail(err)  # ends this member only; the others go on
+
+    def _fill(self, idle: bool) -> None:
+        """Claim the free places now (`_claim_free`) and seat the claims."""
+        if idle:
+            self.spent, self.dry = set(), False
+        if stop.requested() and not idle:
+            return  # a stop: the next step raises it; nothing more is claimed
+        self._place(self._claim_free(self.size - len(self.seats), idle, self._keys()))
+
+    def _keys(self) -> list[Hashable]:
+        """The keys that train, the most members first."""
+        return sorted(self.lanes, key=lambda key: -len(self.lanes[key].seats))
+
+    def _claim_free(self, free: int, idle: bool, keys: list[Hashable]) -> list[Seat]:
+        """Up to `free` claims, seated (heartbeats on): for the keys that train first,
+        then for any key, until full or nothing is left. A key that came back short, or
+        any key coming back empty, is not asked again while trials train here (a grid
+        has no new point of it then; a point due again later is found once nothing
+        trains)."""
+        seats: list[Seat] = []
+        for key in keys:
+            if free > 0 and key not in self.spent:
+                got = self.claim(free, key, False)
+                self.spent |= {key} if len(got) < free else set()
+                free -= len(got)
+                seats += [self._seat(claim) for claim in got]
+        while free > 0 and not self.dry:
+            got = self.claim(free, None, idle and not keys and not seats)
+            self.dry = not got
+            free -= len(got)
+            seats += [self._seat(claim) for claim in got]
+        return seats
+
+    def _place(self, seats: Sequence[Seat]) -> None:
+        """Each claim into the population of its key (one made when none trains), its
+        book started there."""
+        groups: dict[Hashable, list[Seat]] = {}
+        for seat in seats:
+            groups.setdefault(fusable_key(seat.claim.spec.params), []).append(seat)
+        for key, group in groups.items():
+            try:
+                lane = self._lane(key, [seat.claim.spec for seat in group])
+            except Exception as err:  # the population cannot be made: its trials fail
+                if sticky_cuda(err) is not None:
+                    raise MachineFault(err) from err
+                for seat in group:
+                    seat.book.fail(err)
+                    self.keeper.finish(seat)
+                continue
+            for seat in group:
+                lane.seats[seat.claim.spec.number] = seat
+                seat.book.start(lane.trainer.module(seat.claim.spec))
+
+    def _seat(self, claim: Claim) -> Seat:
+        """A claim's heartbeat started, and its book."""
+        beat = contextlib.ExitStack()
+        lease = beat.enter_context(heartbeat(self.storage, claim.trial_id))
+        book = TrialBook(claim.spec, self.training, self.sinks(),
+                         attempt_checkpoint(self.checkpoints, claim.spec),
+                         self.pruning(claim.trial, lease))
+        return Seat(claim, book, lease, beat)
+
+    def _lane(self, key: Hashable, specs: list[TrialSpec]) -> Lane:
+        """The population of `key`, which these trials join at its next epoch."""
+        lane = self.lanes.get(key)
+        if lane is None:
+            lane = self.lanes[key] = Lane(FusedTrainer(specs, self.training, self.data))
+        else:
+            lane.trainer.join(specs)
+        return lane
+
+    def _end(self, keeper: Bookkeeper, end: Callable[[Seat], Any]) -> None:
+        """End every member still training, and the claims made ahead (`end` says how),
+        and have each recorded."""
+        seats = self.seats
+        early, self.early = self.early, None
+        if early is not None:
+            with contextlib.suppress(Exception):  # its error is not the one to raise
+                seats += early.result()
+        for seat in seats:
+            end(seat)
+            keeper.finish(seat)
+        self.lanes.clear()

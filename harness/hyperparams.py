@@ -11,6 +11,7 @@ To add a hyperparameter (say sgd's `nesterov`): one row in HYPERPARAMS, its name
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -56,16 +57,20 @@ class HyperParam:
     short: str  # its part of a run name: short + value ("" for the value alone)
     log_scale: bool = False  # binned and plotted on a log scale
     core: bool = False  # shown in tables whether searched or not
+    # Every value it may take, for TensorBoard's HParams domains (which must admit every
+    # sweep's values): an interval for a float, the choices for a string.
+    interval: tuple[float, float] = (0.0, math.inf)
+    choices: tuple[str, ...] = ()
 
 
 HYPERPARAMS: tuple[HyperParam, ...] = (
     HyperParam(OPTIMIZER, str, "sgd", lambda v: v in OPTIMIZERS,
-               "one of " + ", ".join(OPTIMIZERS), "", core=True),
+               "one of " + ", ".join(OPTIMIZERS), "", core=True, choices=tuple(OPTIMIZERS)),
     HyperParam(LR, float, 0.01, lambda v: is_number(v) and v > 0, "a number > 0", "lr",
                log_scale=True, core=True),
     HyperParam(BATCH_SIZE, int, 64, _count, "an integer >= 1", "bs", log_scale=True, core=True),
     HyperParam(MOMENTUM, float, 0.9, lambda v: is_number(v) and 0 <= v < 1,
-               "a number in [0, 1)", "m"),
+               "a number in [0, 1)", "m", interval=(0.0, 1.0)),
     HyperParam(WEIGHT_DECAY, float, 0.0, lambda v: is_number(v) and v >= 0, "a number >= 0",
                "wd", log_scale=True),
 )

@@ -13,13 +13,14 @@ from typing import Any
 
 from harness.checks import check, parse_population
 from harness.config import (
-    ACCURACY_MARGIN,
+    AUTO,
     METRICS,
     Config,
     ConfirmConfig,
     RaceConfig,
     TensorBoardConfig,
     VisdomConfig,
+    default_margin,
 )
 from harness.schema import ConfigError, Problems, build, show
 from harness.space import parse_space
@@ -56,7 +57,7 @@ def parse_config(raw: Any, problems: Problems | None = None) -> Config:
     race_raw = search_raw.pop("race", None) if isinstance(search_raw, dict) else None
     confirm_raw = search_raw.pop("confirm", None) if isinstance(search_raw, dict) else None
     logging_raw = raw.get("logging") or {}
-    visdom_raw = logging_raw.pop("visdom", None) if isinstance(logging_raw, dict) else None
+    visdom_raw = logging_raw.pop("visdom", AUTO) if isinstance(logging_raw, dict) else AUTO
     tensorboard_raw = logging_raw.pop("tensorboard", True) if isinstance(
         logging_raw, dict) else True
     config = build(Config, raw, "", problems)
@@ -66,13 +67,24 @@ def parse_config(raw: Any, problems: Problems | None = None) -> Config:
         race=_switch(RaceConfig, race_raw, "search.race", problems),
         confirm=_switch(ConfirmConfig, confirm_raw, "search.confirm", problems))
     logging = dataclasses.replace(
-        config.logging, visdom=_switch(VisdomConfig, visdom_raw, "logging.visdom", problems),
+        config.logging, visdom=_visdom(visdom_raw, problems),
         tensorboard=_switch(TensorBoardConfig, tensorboard_raw, "logging.tensorboard",
                             problems))
     config = dataclasses.replace(config, search=search, logging=logging)
     check(config, problems)
     problems.raise_any()
     return _resolve(config)
+
+
+def _visdom(raw: Any, problems: Problems) -> VisdomConfig | None:
+    """logging.visdom: auto (the default), true, false, or the server's settings."""
+    if raw == AUTO:
+        return VisdomConfig(auto=True)
+    config = _switch(VisdomConfig, raw, "logging.visdom", problems)
+    if isinstance(raw, dict) and "auto" in raw:
+        problems.add("logging.visdom.auto", "logging.visdom.auto: unknown key; write "
+                     "logging.visdom: auto (a local server when one answers)")
+    return config
 
 
 def _switch(cls: type, raw: Any, path: str, problems: Problems) -> Any:
@@ -90,8 +102,8 @@ def _resolve(config: Config) -> Config:
     objective = config.objective
     direction = objective.direction or METRICS[objective.metric]
     margin = objective.margin
-    if margin is None and objective.metric.endswith("_acc"):
-        margin = ACCURACY_MARGIN
+    if margin is None:
+        margin = default_margin(objective.metric)
     population = parse_population(config.train.population, "train.population")
     return dataclasses.replace(
         config, train=dataclasses.replace(config.train, population=population),

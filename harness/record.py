@@ -8,10 +8,12 @@ trial is still this worker's.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from pathlib import Path
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from harness.book import EpochCallback, attempt_checkpoint, final_checkpoint
 from harness.data import Dataset
@@ -20,7 +22,7 @@ from harness.reporting.bookkeeping import ResultFiles, signals_held
 from harness.reporting.tables import rerun_row
 from harness.sinks.progress import ProgressSink
 from harness.sinks.tensorboard import discard_attempt
-from harness.study.claims import Claim
+from harness.study.claims import Claim, latest_attempts
 from harness.study.owner import Lease
 from harness.types import INTERRUPTED, TrialResult, TrialSpec
 
@@ -31,14 +33,24 @@ class TrialTaken(RuntimeError):
     """The trial's heartbeat stopped: other workers run its point; this attempt stops."""
 
 
+def prunes(study: optuna.Study) -> bool:
+    """Whether the study's pruner can stop a trial. A grid's (NopPruner) cannot: nothing
+    reads its trials' reports while they train, so they are written with the result,
+    off the training path, rather than one storage write per member and epoch on it."""
+    return not isinstance(study.pruner, optuna.pruners.NopPruner)
+
+
 def pruning(trial: optuna.Trial, metric: str, lease: Lease) -> EpochCallback:
-    """The epoch callback of one trial: report the objective to the pruner and ask it;
-    stop training a point that another worker may be running."""
+    """The epoch callback of one trial: report the objective to the pruner and ask it
+    (see `prunes`); stop training a point that another worker may be running."""
+    asks = prunes(trial.study)
 
     def on_epoch(metrics: dict[str, float]) -> bool:
         lost = lease.lost()
         if lost:
             raise TrialTaken(f"{lost}; {DROPPED}")
+        if not asks:
+            return False
         trial.report(metrics[metric], int(metrics["epoch"]))
         return trial.should_prune()
 
@@ -95,6 +107,8 @@ class Recorder:
             return _drop(claim, lost, lease, said)
         trial = claim.trial
         try:
+            if not prunes(self.study):
+                _report(trial, result)
             # One attribute, one database write; `error` apart, as resuming reads it.
             trial.set_user_attr("result", {
                 "history": result.history, "hparams": result.spec.params,
@@ -111,6 +125,37 @@ class Recorder:
             why = "another worker took it over when its heartbeat stopped"
             return _drop(claim, why, lease, False)
         return 1
+
+
+def _report(trial: optuna.Trial, result: TrialResult) -> None:
+    """Each epoch's objective, as the epoch callback reports it to a pruner that can
+    stop trials: every epoch but one that diverged (its trial stops before)."""
+    history = result.history
+    if result.error.startswith("diverged"):
+        history = history[:-1]
+    for metrics in history:
+        trial.report(metrics[result.metric], int(metrics["epoch"]))
+
+
+def settle_leftovers(out: Path, trials: list[FrozenTrial]) -> None:
+    """Attempt checkpoints a killed process left between telling the study and putting
+    them in place (`kill -9` there): a recorded attempt's becomes its run's, a dropped
+    one's goes. Those of trials still running (in another process) are left alone."""
+    checkpoints = out / "checkpoints"
+    by_number = {t.number: t for t in trials}
+    latest = latest_attempts(trials)
+    for path in checkpoints.glob(".*.t*.pt"):
+        run, _, number = path.name[1:-len(".pt")].rpartition(".t")
+        trial = by_number.get(int(number)) if number.isdigit() else None
+        if trial is None or not trial.state.is_finished():
+            continue
+        point = trial.user_attrs.get("point")
+        kept = "result" in trial.user_attrs and latest.get(point) is trial
+        with contextlib.suppress(OSError):
+            if kept:
+                os.replace(path, checkpoints / f"{run}.pt")
+            else:
+                path.unlink()
 
 
 def _drop(claim: Claim, why: str, lease: Lease, said: bool) -> int:

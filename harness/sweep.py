@@ -14,7 +14,7 @@ import math
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,15 +24,17 @@ import optuna
 import pandas as pd
 import torch
 
-from harness import stop
+from harness import stop, timings
+from harness.book import EpochCallback
 from harness.config import Config, VisdomConfig, dump_config
 from harness.data import Dataset, load_dataset
 from harness.device import resolve_device, setup_device
 from harness.errors import ConfigError
 from harness.files import atomic_write_csv, atomic_write_text, file_lock
-from harness.groups import check_setup, population_size, run_claims
+from harness.groups import Claimer, Lanes, check_setup, population_size, run_claims
+from harness.label import make_label
 from harness.models import build_model, example_input, model_summary, summary_totals
-from harness.record import Recorder, pruning
+from harness.record import Recorder, pruning, settle_leftovers
 from harness.reporting.bookkeeping import ResultFiles, Views, final_tables, rebuild, saying
 from harness.sinks.factory import SweepSinks
 from harness.sinks.tensorboard import setup_tensorboard, write_experiment
@@ -40,6 +42,7 @@ from harness.sinks.visdom import VisdomSink, parse_url
 from harness.study import workers
 from harness.study.claims import Claim, Search
 from harness.study.locks import claim_lock
+from harness.study.owner import Lease
 from harness.study.search import make_search, total_points
 from harness.study.storage import check_resumable, discard, open_storage, open_study, prepare_out
 from harness.trainers.fused import fusable_key
@@ -75,6 +78,7 @@ class SweepOutcome:
     trials: pd.DataFrame  # trials.csv as a table
     ran: int  # trials this process ran
     model: dict[str, int]  # params and mult_adds
+    visdom: str = ""  # the live view's URL, when it ran
 
 
 def run_sweep(config: Config, options: SweepOptions) -> SweepOutcome:
@@ -92,6 +96,7 @@ def run_sweep(config: Config, options: SweepOptions) -> SweepOutcome:
             discard(out, storage, config.name)
         open_study(config, storage)  # the last check: a study another config made
         atomic_write_text(out / "config.yaml", dump_config(config))
+        make_label(out, config.name)
         if options.workers == 1:
             return _run(config, out, storage, data, options)
         return _run_with_workers(config, out, storage, data, device, options)
@@ -137,6 +142,7 @@ def _check_stop() -> None:
 def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: Dataset,
          options: SweepOptions, max_batches: int | None = None) -> SweepOutcome:
     """Claim, run and record trials until none is left."""
+    timings.install(options.child)  # HARNESS_PROFILE: where the time goes
     if config.logging.tensorboard is not None:
         setup_tensorboard()
     model = _write_model_summary(config, out, data, options.progress and not options.child)
@@ -146,6 +152,7 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
     training = training_settings(config, max_batches)
     books = ResultFiles(out, model)
     rebuild(books, study, show=False)  # agrees with the study, whatever a crash left
+    settle_leftovers(out, study.get_trials(deepcopy=False))  # and so do the checkpoints
     sinks = SweepSinks(config, out, data, _visdom(config, options, out), books.count_done,
                        total_points(config), lines=options.progress,
                        bar=options.progress and not options.child)
@@ -154,22 +161,16 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
     views = Views(out, books, study, config.name, maximize, sinks.refresh)
     show = options.progress and not options.child
     size = population_size(options.population or config.train.population, data.device)
+    timings.set_value("population", size)
     check_setup(search.default_spec(), training, data, size)
-    ran = 0
+    tally = _Tally(recorder, views, options.counter)
+
+    def prune(trial: optuna.Trial, lease: Lease) -> EpochCallback:
+        return pruning(trial, config.objective.metric, lease)
+
     try:
-        for claims in _batches(search, size, show):
-            results = []
-            for claim, result, lease in run_claims(
-                    claims, training, data, storage, sinks.for_trial, out / "checkpoints",
-                    lambda trial, lease: pruning(trial, config.objective.metric, lease)):
-                recorded = recorder.record(claim, result, lease)
-                ran += recorded
-                if options.counter is not None and recorded:
-                    with options.counter.get_lock():
-                        options.counter.value += recorded
-                results.append(result)
-            views.after_trial(force=any(r.interrupted for r in results))
-            _raise_stops(results)
+        _run_trials(search, size, show, tally, lambda: (
+            training, data, storage, sinks.for_trial, out / "checkpoints", prune))
         sinks.progress.close()  # the bar goes before the ending says anything
         table = rebuild(books, study, show)
         sinks.refresh(table, maximize)
@@ -178,11 +179,39 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
     # With --workers the parent writes them once its children are done; a resume with
     # nothing to do keeps those it has.
     alone = options.workers == 1 and not options.child
-    if alone and (ran or not (out / "summary.md").exists()):
+    if alone and (tally.ran or not (out / "summary.md").exists()):
         # a dry run checks the path; it measures nothing
         final_tables(out, table, study, config.name, maximize, show,
                      importance=max_batches is None)
-    return SweepOutcome(out=out, trials=table, ran=ran, model=model)
+    return SweepOutcome(out=out, trials=table, ran=tally.ran, model=model,
+                        visdom=sinks.live_url())
+
+
+def _run_trials(search: Search, size: int, show: bool, tally: _Tally,
+                setting: Callable[[], tuple[Any, ...]]) -> None:
+    """One trial at a time, or populations whose freed places are filled again; each
+    result recorded as it comes. `setting`: what running a trial takes (groups.py)."""
+    timings.mark("trials_start")
+    try:
+        _run_each(search, size, show, tally, setting)
+    finally:
+        timings.mark("trials_end")
+
+
+def _run_each(search: Search, size: int, show: bool, tally: _Tally,
+              setting: Callable[[], tuple[Any, ...]]) -> None:
+    if size == 1:
+        for claims in _batches(search, size, show):
+            for claim, result, lease in run_claims(claims, *setting()):
+                tally.record(claim, result, lease)
+            tally.raise_stops()
+        return
+    lanes = Lanes(size, *setting(), _claimer(search, show))
+    try:
+        lanes.run(tally.record)
+    except KeyboardInterrupt:  # every trial that ran is recorded
+        tally.interrupted = True
+    tally.raise_stops()
 
 
 def _batches(search: Search, size: int, show: bool) -> Iterator[list[Claim]]:
@@ -201,13 +230,56 @@ def _batches(search: Search, size: int, show: bool) -> Iterator[list[Claim]]:
             retried = True
 
 
-def _raise_stops(results: list[TrialResult]) -> None:
-    """Once a batch is recorded: stop the sweep if Ctrl-C came or a disk filled up."""
-    if any(result.interrupted for result in results):
-        raise SweepInterrupted
-    for result in results:
-        if result.stop is not None:
-            raise result.stop
+def _claimer(search: Search, show: bool) -> Claimer:
+    """The populations' claims (harness.groups.Claimer). While nothing trains here
+    (`idle`): a stop requested ends the sweep, trials of other processes are waited
+    for, and when nothing is left, the machine faults of this run run once more before
+    the end."""
+    retried = False
+
+    def claim(k: int, like: Hashable | None, idle: bool) -> list[Claim]:
+        nonlocal retried
+        if idle:
+            _check_stop()
+        claims = search.claim(k, fusable_key, show, like=like, wait=idle)
+        if not claims and idle and not retried:
+            search.retry_now()
+            retried = True
+            claims = search.claim(k, fusable_key, show)
+        return claims
+
+    return claim
+
+
+@dataclass
+class _Tally:
+    """Records each result as it comes (on the population's bookkeeping thread, or
+    here), counts them, and notes what stops the sweep."""
+
+    recorder: Recorder
+    views: Views
+    counter: Any  # a --workers child's shared count, or None
+    ran: int = 0
+    interrupted: bool = False
+    full: OSError | None = None
+
+    def record(self, claim: Claim, result: TrialResult, lease: Lease) -> None:
+        recorded = self.recorder.record(claim, result, lease)
+        self.ran += recorded
+        if self.counter is not None and recorded:
+            with self.counter.get_lock():
+                self.counter.value += recorded
+        self.interrupted |= result.interrupted
+        self.full = self.full or result.stop
+        self.views.after_trial()
+
+    def raise_stops(self) -> None:
+        """Once what ran is recorded: stop the sweep if Ctrl-C came or a disk filled up."""
+        if self.interrupted:
+            self.views.after_trial(force=True)
+            raise SweepInterrupted
+        if self.full is not None:
+            raise self.full
 
 
 def training_settings(config: Config, max_batches: int | None = None) -> Training:
@@ -234,7 +306,8 @@ def _visdom(config: Config, options: SweepOptions, out: Path) -> VisdomSink | No
         settings = dataclasses.replace(visdom_url(options.visdom), env=env)
     if settings is None:
         return None
-    return VisdomSink(settings, config, total_points(config), out / "history.csv")
+    return VisdomSink(settings, config, total_points(config), out / "history.csv",
+                      say=options.progress and not options.child)
 
 
 def visdom_url(url: str) -> VisdomConfig:
@@ -275,6 +348,7 @@ def _dry_run(config: Config, options: SweepOptions) -> SweepOutcome:
     data = load_dataset(config.data, device)
     with _dry_out(options.out) as out, open_storage(":memory:") as storage:
         atomic_write_text(out / "config.yaml", dump_config(config))
+        make_label(out, config.name)
         return _run(config, out, storage, data, dataclasses.replace(options, visdom="off"),
                     DRY_RUN_BATCHES)
 

@@ -2,7 +2,9 @@
 
 A trial never raises for a problem of its own: divergence and exceptions become a FAIL
 result with the reason, so the sweep goes on. Ctrl-C becomes a FAIL result marked
-`interrupted`, which the caller records before it stops.
+`interrupted`, which the caller records before it stops. A sticky CUDA error is no
+problem of a trial's: every trial after would fail alike, so it raises MachineFault,
+which carries the results (retryable) for the caller to record before it stops.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from torch import nn
 
 from harness.book import EpochCallback, TrialBook, Weights
 from harness.data import Dataset
+from harness.errors import MachineFault, sticky_cuda
 from harness.sinks.base import Sink
 from harness.trainers.single import SingleTrainer
 from harness.types import EpochMetrics, Training, TrialResult, TrialSpec
@@ -67,6 +70,8 @@ def run_books(books: Sequence[TrialBook], make_trainer: Callable[[], Trainer],
             if book.running:
                 book.interrupt()
     except Exception as err:  # a failing trial is a result, not the end of the sweep
+        if sticky_cuda(err) is not None:  # ... unless the device can compute no more
+            raise MachineFault(err, [book.abandon(err) for book in books]) from err
         for book in books:
             if book.running:
                 book.fail(err)

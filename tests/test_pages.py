@@ -4,6 +4,7 @@ configurations x 2 seeds). What is asserted is what is rendered, read from the D
 
 import contextlib
 import io
+import os
 import socket
 import subprocess
 import sys
@@ -118,7 +119,7 @@ return {header: cells(node.tHead.rows[0]), rows: [...node.tBodies[0].rows].map(c
 
 IMAGES = """
 return [...document.images].map(i => ({src: i.src.slice(0, 40), complete: i.complete,
-                                       width: i.naturalWidth}));
+                                       width: i.naturalWidth, alt: i.alt}));
 """
 
 
@@ -137,6 +138,12 @@ def test_report_html_shows_its_plots_and_one_leaderboard_row_per_configuration(
     assert set(zip(shown.optimizer, shown.lr.astype(float), strict=True)) == configurations(
         sweep_dir)
     assert shown["rank"].tolist() == ["1", "2", "3", "4"]
+    assert shown["verdict"].tolist()[0] == "leader"
+    assert set(shown["verdict"]) <= {"leader", "worse", "equivalent", "undetermined"}
+    assert [i["alt"] for i in images].count("forest plot") == 1  # loaded, with the others
+    answer = run_js(browser, "return [...document.querySelectorAll('p.answer')]"
+                             ".map(p => p.innerText)")
+    assert any(line.startswith("Leader: ") for line in answer)  # the answer, first
     assert console_errors(browser) == []
     assert failed_requests(browser) == []
 
@@ -187,6 +194,9 @@ def test_the_visdom_env_draws_a_trace_per_trial_and_the_leaderboard(browser, swe
         board = run_js(browser, LEADERBOARD_PANE)
         shown = pd.DataFrame(board["rows"], columns=board["header"])
         assert sorted(shown.run) == runs  # up to 10 trials: every one
+        forest = plots[f"verdicts ({ENV})"]  # the verdicts, drawn as report.html draws them
+        assert sum(len(t["y"]) for t in forest["traces"]) == 4  # a row per configuration
+        assert "leader" in {t["name"] for t in forest["traces"]} and forest["drawn"] >= 1
         assert not_the_favicon(failed_requests(browser)) == []
         assert not_the_favicon(console_errors(browser)) == []
 
@@ -232,7 +242,65 @@ def test_tensorboard_hparams_lists_one_row_per_configuration(browser, sweep_dir)
         assert len(shown) == len(configurations(sweep_dir)) == 4
         assert set(zip(shown.optimizer, shown.lr.astype(float), strict=True)) == \
             configurations(sweep_dir)
-        groups = {run.rsplit("-s", 1)[0] for run in trials.run}  # a run without its seed
+        label = (sweep_dir / "sweep.txt").read_text().strip()
+        # the sweep, then a run without its seed
+        groups = {f"{label}/{run.rsplit('-s', 1)[0]}" for run in trials.run}
         assert set(shown["Trial ID"]) == groups
+        assert failed_requests(browser) == []
+        assert console_errors(browser) == []
+
+
+@contextlib.contextmanager
+def harness_tensorboard(cwd, *dirs):
+    """`harness tensorboard DIR ...` as a person starts it; yields its URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harness", "tensorboard", *dirs, "--port", str(port)],
+        cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_served(process, url + "/data/runs")
+        yield url
+    finally:
+        process.terminate()
+        process.wait()
+
+
+# Untick the filter checkbox of the HParams query pane whose label is arguments[0].
+UNTICK = """
+const box = deepQueryAll('paper-checkbox').find(b => b.innerText.trim() === arguments[0]);
+if (!box || !box.checked) return false;
+box.click();
+return true;
+"""
+
+
+def test_tensorboard_over_two_sweeps_keeps_them_apart_and_filters_by_sweep(
+        browser, sweep_dir):
+    root = sweep_dir.parent
+    raw = small_config(name="pages", search={"space": SPACE, "seeds": SEEDS},
+                       data={"train_size": 128, "test_size": 64},
+                       logging={"tensorboard": {"histograms": False, "images": False,
+                                                "graph": False}, "visdom": False})
+    run_sweep(parse_config(raw), SweepOptions(out=root / "again", progress=False))
+    labels = {name: (root / name / "sweep.txt").read_text().strip() for name in ("r", "again")}
+    assert labels["r"] != labels["again"]  # the same config run twice: two sweeps
+    with harness_tensorboard(root, "r", "again") as url:
+        load(browser, url + "/#hparams")
+        eight = "(() => { const t = hparamsTable(); return t && t.rows.length === 8 && t; })()"
+        table = wait_for(browser, eight, 30, helpers=HPARAMS_TABLE)
+        shown = pd.DataFrame(table["rows"], columns=table["header"])
+        assert "sweep" in shown.columns
+        # A group per configuration per sweep, named after both: never pooled.
+        assert sorted(shown["sweep"]) == sorted([labels["r"]] * 4 + [labels["again"]] * 4)
+        assert all(trial.startswith(sweep + "/") for trial, sweep in
+                   zip(shown["Trial ID"], shown["sweep"], strict=True))
+        assert run_js(browser, UNTICK, labels["again"]), "no checkbox for the sweep"
+        four = ("(() => { const t = hparamsTable(); return t && t.rows.length === 4 && t; "
+                "})()")
+        table = wait_for(browser, four, 30, helpers=HPARAMS_TABLE)
+        left = pd.DataFrame(table["rows"], columns=table["header"])
+        assert set(left["sweep"]) == {labels["r"]}
         assert failed_requests(browser) == []
         assert console_errors(browser) == []

@@ -231,3 +231,77 @@ def test_making_a_population_leaves_the_global_rng_as_it_was():
     state = torch.get_rng_state()
     PopulationTrainer(SGD_MEMBERS, "sgd", BATCH, "cpu")
     assert torch.equal(state, torch.get_rng_state())
+
+
+def alone_epochs(optimizer, member, x, y, epochs):
+    """A member's trial alone in float32: each epoch's (mean loss, step losses) and the
+    model at the end."""
+    torch.manual_seed(member.seed)
+    model = LeNet()
+    opt = build_optimizer(model.parameters(), member.values(optimizer))
+    generator = torch.Generator().manual_seed(member.seed)
+    stats = [train_epoch(model, opt, x, y, BATCH, generator, log_every=2)
+             for _ in range(epochs)]
+    return [(s.loss, s.step_losses) for s in stats], model
+
+
+@pytest.mark.parametrize("optimizer", list(FUSED_OPTIMIZERS))
+def test_members_that_join_a_running_population_train_exactly_as_their_trials_alone(
+        optimizer):
+    """Members leave and join between epochs: each population is made again of the
+    members that go on (carried over where they were, in another order) and the ones
+    that join (as their trials start). On the CPU every member's losses, step losses,
+    weights and evaluation are bit for bit those of its trial alone, whenever it
+    joined and however many epochs the others had."""
+    m = [dataclasses.replace(v, lr=v.lr * 4) for v in members_for(optimizer)]
+    (x, y), _, (x_test, y_test) = digits(torch.float32)
+    got = {k: [] for k in range(4)}
+
+    def epoch(trainer, ks):
+        stats = trainer.epoch(x, y, log_every=2)
+        for i, k in enumerate(ks):
+            got[k].append((stats.train_loss[i], stats.step_losses[i]))
+
+    first = PopulationTrainer(m[:2], optimizer, BATCH, "cpu")  # m0 and m1 start
+    epoch(first, [0, 1])
+    left = {0: first.state_dicts([0])[0]}
+    # m0 leaves after one epoch; m2 and m3 join m1 (at its epoch 2)
+    second = PopulationTrainer([m[1], m[2], m[3]], optimizer, BATCH, "cpu",
+                               carried=first.carry([1]))
+    epoch(second, [1, 2, 3])
+    epoch(second, [1, 2, 3])
+    left[2] = second.state_dicts([1])[0]
+    # m2 leaves; m3 and m1 go on, in that order
+    third = PopulationTrainer([m[3], m[1]], optimizer, BATCH, "cpu",
+                              carried=second.carry([2, 0]))
+    epoch(third, [3, 1])
+    tested = third.evaluate(x_test, y_test, 48)
+    left[3], left[1] = third.state_dicts([0, 1])
+    for k, epochs in ((0, 1), (1, 4), (2, 2), (3, 3)):
+        want, model = alone_epochs(optimizer, m[k], x, y, epochs)
+        assert got[k] == want, k
+        for name, value in model.state_dict().items():
+            assert torch.equal(left[k][name], value), (k, name)
+        if k in (3, 1):
+            row = [3, 1].index(k)
+            assert (tested.loss[row], tested.acc[row]) == evaluate(model, x_test, y_test, 48)
+
+
+def test_a_population_restarts_its_members_from_where_the_epoch_began():
+    """Out of memory part way through an epoch: each half goes on from the epoch's
+    start (weights, optimizer state, batch order), not from where the step failed."""
+    (x, y), _, _ = digits(torch.float32)
+    members = members_for("adam")
+    failing, twin = (PopulationTrainer(members, "adam", BATCH, "cpu") for _ in range(2))
+    for trainer in (failing, twin):
+        trainer.epoch(x, y)
+    failing.mark_epoch_start()
+    failing.epoch(x, y, max_batches=3)  # the epoch that fails part way
+    half = PopulationTrainer([members[k] for k in (2, 0)], "adam", BATCH, "cpu",
+                             carried=failing.restart([2, 0]))
+    want = PopulationTrainer([members[k] for k in (2, 0)], "adam", BATCH, "cpu",
+                             carried=twin.carry([2, 0]))
+    assert torch.equal(half.net.flat, want.net.flat)
+    for name in half.optimizer.STATE:
+        assert torch.equal(getattr(half.optimizer, name), getattr(want.optimizer, name))
+    assert half.epoch(x, y).train_loss == want.epoch(x, y).train_loss

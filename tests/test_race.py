@@ -283,3 +283,31 @@ def test_bad_confirmations_are_one_line_each(search, expected):
     with pytest.raises(ConfigError) as info:
         parse_config(raw)
     assert len(info.value.lines) == 1 and info.value.lines[0].startswith(expected)
+
+
+def test_more_seeds_let_an_undetermined_race_go_on(tmp_path, known_outcomes):
+    from harness.sweep import SweepOptions, run_sweep
+
+    options = SweepOptions(out=tmp_path / "r", progress=False)
+    run_sweep(parse_config(raced_config(seeds=SEEDS[:4])), options)
+    assert seeds_run(tmp_path) == {0.1: SEEDS[:4], 0.2: SEEDS[:4], 0.3: [0, 1], 0.4: [0, 1]}
+    outcome = run_sweep(parse_config(raced_config()), options)  # all 8 seeds now
+    assert seeds_run(tmp_path) == EXPECTED and outcome.ran == 8
+
+
+def test_a_race_takes_new_seeds_only_at_the_end_and_needs_three(tmp_path, known_outcomes):
+    from harness.errors import ConfigError
+    from harness.sweep import SweepOptions, run_sweep
+
+    options = SweepOptions(out=tmp_path / "r", progress=False)
+    run_sweep(parse_config(raced_config(seeds=[0, 1, 2])), options)
+    # A seed inserted before the others would replay the race on other seeds.
+    with pytest.raises(ConfigError, match=r"search.seeds differs: \[0, 1, 2\] in the sweep, "
+                       r"\[5, 0, 1, 2\] now\); only search.seeds \(a race's: at the end\)"):
+        run_sweep(parse_config(raced_config(seeds=[5, 0, 1, 2])), options)
+    # No search.seeds: train.seed alone, too few to race.
+    raw = raced_config()
+    del raw["search"]["seeds"]
+    with pytest.raises(ConfigError, match=r"^search.seeds: a race needs at least 3 seeds, "
+                       "not 1"):
+        parse_config(raw)

@@ -77,6 +77,10 @@ def adapt(command: str, sandbox: dict) -> list[str]:
     words[0] = sys.executable  # .venv/bin/python
     if words[3:4] == ["visdom"]:
         words += ["--port", str(sandbox["visdom_port"]), "--env-path", "results/visdom"]
+    if words[3:4] == ["tensorboard"]:  # a free port, not 6006 or the one shown
+        if "--port" in words:
+            del words[words.index("--port"):words.index("--port") + 2]
+        words += ["--port", str(free_port())]
     return words
 
 
@@ -92,9 +96,10 @@ def prepare(words: list[str], root: Path) -> None:
         if name in configs:
             run(root, [sys.executable, "-m", "harness", "sweep",
                        str(configs[name].relative_to(root)), "--quiet"])
-        else:
+        else:  # a sweep of its own: its own label
             prepare(["results/quickstart"], root)
             shutil.copytree(root / "results" / "quickstart", root / word)
+            (root / word / "sweep.txt").write_text(f"quickstart-{name}\n")
 
 
 def run(root: Path, words: list[str]) -> subprocess.CompletedProcess:
@@ -120,7 +125,8 @@ def serve(root: Path, words: list[str]) -> str:
 
 def test_the_readme_shows_the_commands_it_should():
     shown = " ".join(COMMANDS)
-    for command in ("sweep", "compare", "report", "export", "summary", "visdom"):
+    for command in ("sweep", "compare", "report", "export", "summary", "visdom",
+                    "tensorboard"):
         assert f"-m harness {command}" in shown
 
 
@@ -136,6 +142,9 @@ def test_every_readme_command_runs_as_shown(sandbox, command):
     prepare(words[3:], root)
     if words[3] == "visdom":
         assert "Visdom listening on http://127.0.0.1" in serve(root, words)
+        return
+    if words[3] == "tensorboard":
+        assert serve(root, words).startswith("TensorBoard on http://127.0.0.1:")
         return
     done = run(root, words)
     if words[3:5] == ["sweep", "experiments/quickstart.yaml"] and len(words) == 5:

@@ -434,7 +434,8 @@ def test_report_of_several_sweeps_draws_each_labelled_as_compare_labels_it(twins
 
 def test_the_forest_plot_has_a_row_per_configuration_coloured_by_verdict(sweeps):
     from harness.reporting import summary
-    from harness.reporting.report import VERDICT_COLOURS, forest
+    from harness.reporting.forest import COLOURS as VERDICT_COLOURS
+    from harness.reporting.report import forest
     from harness.reporting.tables import Spec
 
     trials = pd.read_csv(sweeps / "first" / "trials.csv")

@@ -49,6 +49,9 @@ def test_a_grid_sweep_writes_one_complete_row_per_point_and_seed(tmp_path):
         assert state["conv1.weight"].shape == (6, 1, 5, 5)
     assert "synthetic" in (tmp_path / "r" / "config.yaml").read_text()
     assert (tmp_path / "r" / "study.db").exists()
+    # optuna-dashboard (and Optuna's plots) name the objective instead of "Objective 0"
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/r/study.db")
+    assert study.metric_names == ["val_acc"]
     summary = pd.read_csv(tmp_path / "r" / "model_summary.csv")
     assert summary["params"].sum() == 44_426
 
@@ -84,8 +87,8 @@ def test_the_refusal_names_the_field_with_its_old_and_new_values(tmp_path):
     for change, message in cases:
         with pytest.raises(ConfigError) as info:
             sweep(small_config(**change), tmp_path / "r")
-        assert message in str(info.value) and "only search.seeds and search.n_trials may grow" \
-            in str(info.value)
+        assert message in str(info.value) and "only search.seeds (a race's: at the end) " \
+            "and search.n_trials may grow" in str(info.value)
     assert len(pd.read_csv(tmp_path / "r" / "trials.csv")) == 8  # nothing was touched
 
 
@@ -289,3 +292,25 @@ def test_train_diverge_above_decides_which_trials_diverged(tmp_path):
     raw["train"]["diverge_above"] = 1e30
     raw["train"]["epochs"] = 1
     assert (sweep(raw, tmp_path / "b").trials.state == "COMPLETE").all()
+
+
+def test_a_checkpoint_left_by_a_kill_between_the_study_and_its_place_is_put_in_place(
+        tmp_path):
+    # kill -9 after a result is told to the study and before its checkpoint is renamed:
+    # the attempt's file is there, <run>.pt is not. The next command puts it in place;
+    # a dropped attempt's file (its trial holds no result) goes.
+    outcome = sweep(small_config(), tmp_path / "r")
+    checkpoints = tmp_path / "r" / "checkpoints"
+    first = outcome.trials.iloc[0]
+    left = checkpoints / f".{first.run}.t{first.trial}.pt"
+    (checkpoints / f"{first.run}.pt").rename(left)
+    dropped = checkpoints / f".{first.run}.t99.pt"
+    dropped.write_bytes(left.read_bytes())
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/r/study.db")
+    trial = study.ask()  # trial 99 does not exist; make one finished without a result
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    (checkpoints / f".{first.run}.t{trial.number}.pt").write_bytes(left.read_bytes())
+    assert sweep(small_config(), tmp_path / "r").ran == 0
+    assert (checkpoints / f"{first.run}.pt").exists() and not left.exists()
+    assert not (checkpoints / f".{first.run}.t{trial.number}.pt").exists()
+    assert dropped.exists()  # no such trial: not this study's to judge

@@ -114,13 +114,18 @@ def test_a_group_row_is_the_configuration_and_the_mean_over_its_seeds(server, sw
     assert len(groups) == 4 and all(len(g["sessions"]) == 2 for g in groups)
     for group in groups:
         members = trials[trials.run.isin([s["name"] for s in group["sessions"]])]
-        # The row shows the configuration, never one member's seed; the group is named
-        # after the configuration, the members after themselves, seed included.
+        # The row shows the configuration and its sweep, never one member's seed; the
+        # group is named after its sweep and configuration, the members after themselves,
+        # seed included.
+        label = (sweep_dir / "sweep.txt").read_text().strip()
+        assert label.startswith("tiny-")
         assert group["hparams"] == {"lr": members.lr.iloc[0],
-                                    "optimizer": members.optimizer.iloc[0]}
+                                    "optimizer": members.optimizer.iloc[0], "sweep": label}
         assert members[["lr", "optimizer"]].nunique().eq(1).all()
         assert sorted(members.seed) == [0, 1]
-        assert {f"{group['name']}-s{seed}" for seed in members.seed} == set(members.run)
+        sweep, configuration = group["name"].split("/")
+        assert sweep == label
+        assert {f"{configuration}-s{seed}" for seed in members.seed} == set(members.run)
         # Its metrics are the mean over the seeds that have them.
         metrics = metric_values(group)
         for tag, column in (("hparam/val_acc", "val_acc"), ("hparam/test_acc", "test_acc")):
@@ -133,8 +138,13 @@ def test_a_group_row_is_the_configuration_and_the_mean_over_its_seeds(server, sw
 
 def test_the_experiment_lists_every_hparam_domain_and_metric(server):
     experiment = get(server + "/data/plugin/hparams/experiment", {"experimentName": ""})
-    domains = {h["name"]: h.get("domainDiscrete") for h in experiment["hparamInfos"]}
-    assert domains == {"lr": [0.02, 1.0e6], "optimizer": ["sgd", "adam"]}
+    # Domains that admit every sweep's values: TensorBoard keeps the first summary it
+    # reads, whichever sweep wrote it.
+    infos = {h["name"]: h for h in experiment["hparamInfos"]}
+    assert infos["optimizer"]["domainDiscrete"] == ["sgd", "adam", "adamw", "rmsprop"]
+    assert infos["lr"]["domainInterval"] == {"minValue": 0.0, "maxValue": "Infinity"}
+    assert "domainDiscrete" not in infos["sweep"] and infos["sweep"]["type"] == \
+        "DATA_TYPE_STRING"
     tags = {m["name"]["tag"] for m in experiment["metricInfos"]}
     assert {"hparam/val_acc", "hparam/test_acc", "hparam/final_test_acc",
             "hparam/final_test_loss", "val/accuracy", "test/accuracy"} <= tags
@@ -261,3 +271,104 @@ def test_histograms_bin_like_numpy_and_leave_out_non_finite_tensors():
     assert list(histo.bucket_limit) == pytest.approx(list(edges[1:]), abs=1e-6)
     # float32 against float64 edges: at most a value or two may land in a neighbour.
     assert np.abs(np.array(histo.bucket) - counts).sum() <= 2
+
+
+@pytest.fixture(scope="module")
+def three_sweeps(tmp_path_factory):
+    """One config run twice (two --out directories) and a third with other values, under
+    one folder, as a person keeps yesterday's and today's sweeps."""
+    root = tmp_path_factory.mktemp("three")
+    quiet = {"histograms": False, "images": False, "graph": False}
+    twin = small_config(name="twin", data={"train_size": 128, "test_size": 64},
+                        train={"epochs": 1}, logging={"tensorboard": quiet, "visdom": False})
+    other = small_config(name="other", data={"train_size": 128, "test_size": 64},
+                         train={"epochs": 1}, search={"space": {
+                             "lr": [0.003], "batch_size": [16, 64],
+                             "optimizer": ["rmsprop"]}},
+                         logging={"tensorboard": quiet, "visdom": False})
+    for name, raw in (("a", twin), ("b", twin), ("c", other)):
+        run_sweep(parse_config(raw), SweepOptions(out=root / name, progress=False))
+    return root
+
+
+def test_several_sweeps_under_one_folder_are_never_pooled_and_never_filtered_out(
+        three_sweeps):
+    trials = {name: pd.read_csv(three_sweeps / name / "trials.csv") for name in "abc"}
+    labels = {name: (three_sweeps / name / "sweep.txt").read_text().strip() for name in "abc"}
+    assert len(set(labels.values())) == 3  # the same config run twice: two sweeps
+    with tensorboard(three_sweeps) as url:
+        groups = session_groups(url)
+        experiment = get(url + "/data/plugin/hparams/experiment", {"experimentName": ""})
+        filtered = get(url + "/data/plugin/hparams/session_groups", {
+            "experimentName": "", "allowedStatuses": STATUSES,
+            "colParams": [own_domain_filter(h) for h in experiment["hparamInfos"]],
+            "aggregationType": "AGGREGATION_AVG", "startIndex": 0,
+            "sliceSize": 100})["sessionGroups"]
+    every = {f"{name}/tb/{run}" for name, table in trials.items() for run in table.run}
+    assert {s["name"] for g in groups for s in g["sessions"]} == every
+    for group in groups:  # each group holds one sweep's sessions, named after it
+        sweeps = {s["name"].split("/")[0] for s in group["sessions"]}
+        assert len(sweeps) == 1
+        assert group["name"].startswith(labels[sweeps.pop()] + "/")
+    # Whichever sweep's experiment summary TensorBoard read, its domains drop nobody.
+    assert {s["name"] for g in filtered for s in g["sessions"]} == every
+    assert {g["hparams"].get("batch_size") for g in groups if "batch_size" in g["hparams"]} \
+        == {"16", "32", "64"}  # integers as written, not 32.000
+
+
+def own_domain_filter(info):
+    """A column filter that selects what the experiment's own domain admits."""
+    column = {"hparam": info["name"]}
+    if "domainDiscrete" in info:
+        column["filterDiscrete"] = info["domainDiscrete"]
+    elif "domainInterval" in info:
+        column["filterInterval"] = info["domainInterval"]
+    return column
+
+
+def test_harness_tensorboard_shows_several_sweeps_labelled_as_compare_labels_them(
+        three_sweeps):
+    import os
+    import signal
+
+    from conftest import ROOT
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harness", "tensorboard", "a", "b", "c", "--port", str(port)],
+        cwd=three_sweeps, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = process.stdout.readline()
+        assert first == f"TensorBoard on http://127.0.0.1:{port} over a, b, c (Ctrl-C stops " \
+            "it)\n", process.stderr.read()
+        url = f"http://127.0.0.1:{port}"
+        runs = get(url + "/data/runs")
+        trials = {name: pd.read_csv(three_sweeps / name / "trials.csv") for name in "abc"}
+        assert sorted(runs) == sorted([".", *(f"{name}/{run}" for name, table in
+                                              trials.items() for run in table.run)])
+        experiment = get(url + "/data/plugin/hparams/experiment", {"experimentName": ""})
+        infos = {h["name"]: h for h in experiment["hparamInfos"]}
+        labels = [(three_sweeps / name / "sweep.txt").read_text().strip() for name in "abc"]
+        assert infos["sweep"]["domainDiscrete"] == labels  # a checkbox per sweep
+        assert infos["batch_size"]["domainDiscrete"] == ["16", "32", "64"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 130
+
+
+def test_harness_tensorboard_of_a_directory_without_a_sweep_is_one_line(tmp_path):
+    from conftest import run_cli
+
+    (tmp_path / "empty").mkdir()
+    result = run_cli("tensorboard", "empty", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == ("harness: empty: holds no sweep with TensorBoard runs (no "
+                             "config.yaml and tb/); give a directory a sweep wrote with "
+                             "logging.tensorboard on, such as results/quickstart\n")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

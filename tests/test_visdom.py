@@ -127,6 +127,14 @@ def test_the_env_holds_one_trace_per_trial_equal_to_history(server, tmp_path):
     progress = json.loads(viz.get_window_data("progress", env="test-env"))["content"]
     assert "4 / 4 trials done" in progress
     assert (env_path / "test-env.json").exists()  # saved: survives a server restart
+    # The verdicts as report.html's forest plot: a row per configuration, by verdict.
+    verdicts = json.loads(viz.get_window_data("verdicts", env="test-env"))["content"]
+    rows = {y: t["name"] for t in verdicts["data"] for y in t["y"]}
+    board = pd.read_csv(tmp_path / "r" / "tables" / "leaderboard.csv")
+    assert sorted(rows) == sorted(f"{r.rank}. {r.optimizer}, {r.lr:g}, {r.batch_size}"
+                                  for r in board.itertuples())
+    assert rows[f"1. {board.optimizer[0]}, {board.lr[0]:g}, {board.batch_size[0]}"] == \
+        "leader"
     # One diverged trial must not flatten every other loss curve: a log axis, as in
     # report.html; epochs are whole numbers on both windows.
     for win, scale in (("test_acc", None), ("train_loss", "log")):
@@ -311,8 +319,10 @@ class Trials:
         for point in points:
             sink.log(point, point["epoch"])
         if record:
-            self.rows.append({"trial": number, "run": run, "state": "COMPLETE",
-                              "value": value, "duration_s": 1.0, "error": ""})
+            self.rows.append({"trial": number, "run": run, "lr": 0.01 * (1 + number % 2),
+                              "batch_size": 32, "optimizer": "sgd", "seed": number,
+                              "state": "COMPLETE", "value": value, "duration_s": 1.0,
+                              "error": ""})
             self.lines += [{"run": run} | point for point in points]
             pd.DataFrame(self.lines).to_csv(self.history, index=False)
             sink.refresh(pd.DataFrame(self.rows), maximize=True)
@@ -364,3 +374,56 @@ def test_parse_url():
     assert parse_url("localhost") == VisdomConfig("http://localhost", 8097)
     with pytest.raises(ValueError):
         parse_url("http://")
+
+
+def test_two_sweeps_of_one_config_keep_their_own_traces(server, tmp_path):
+    # Two --out directories, one config name: each sweep is its own environment.
+    port, _ = server
+    raw = small_config(name="same", logging={"tensorboard": False,
+                                             "visdom": {"port": port}})
+    for name, lr in (("first", [0.01, 0.02]), ("second", [0.03, 0.04])):
+        raw["search"]["space"]["lr"] = lr
+        run_sweep(parse_config(raw), SweepOptions(out=tmp_path / name, progress=False))
+    viz = client(port)
+    for name in ("first", "second"):
+        env = (tmp_path / name / "sweep.txt").read_text().strip()
+        assert env.startswith("same-")
+        history = pd.read_csv(tmp_path / name / "history.csv")
+        data = json.loads(viz.get_window_data("test_acc", env=env))["content"]["data"]
+        assert sorted(t["name"] for t in data) == sorted(history.run.unique())
+        for trace in data:
+            rows = history[history.run == trace["name"]]
+            assert trace["y"] == pytest.approx(rows.test_acc.tolist())
+
+
+def test_auto_is_the_live_view_when_a_server_answers_and_one_line_when_none(
+        server, tmp_path, write_config, monkeypatch, capsys):
+    import harness.parse
+    from harness.cli import main
+
+    port, _ = server
+    config = str(write_config(small_config(logging={"tensorboard": False,
+                                                    "visdom": "auto"})))
+    monkeypatch.chdir(tmp_path)
+
+    def auto_at(at):  # logging.visdom: auto, at this port instead of 8097
+        monkeypatch.setattr(harness.parse, "_visdom",
+                            lambda raw, problems: VisdomConfig(port=at, auto=True))
+
+    auto_at(port)  # a server answers: the sweep's environment, and where to look
+    assert main(["sweep", config, "--out", "up"]) == 0
+    said = capsys.readouterr()
+    env = (tmp_path / "up" / "sweep.txt").read_text().strip()
+    assert client(port).win_exists("test_acc", env=env)
+    assert f"  the live view: http://localhost:{port}/env/{env}" in said.out
+    assert "Visdom" not in said.err
+    nobody = free_port()
+    auto_at(nobody)  # none answers: one line says how to start one; the sweep goes on
+    assert main(["sweep", config, "--out", "down"]) == 0
+    said = capsys.readouterr()
+    lines = [line for line in said.err.splitlines() if "Visdom" in line or "visdom" in line]
+    assert lines == [f"harness: no Visdom server at http://localhost:{nobody} for the live "
+                     "view; start one with: python -m harness visdom"]
+    assert "live view:" not in said.out
+    assert main(["sweep", config, "--out", "quiet", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""  # --quiet: not even that line

@@ -18,19 +18,15 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from harness import stats  # noqa: E402
 from harness.files import atomic_write_text  # noqa: E402
-from harness.reporting import bins, slices, summary, tables  # noqa: E402
+from harness.reporting import slices, summary, tables  # noqa: E402
+from harness.reporting.forest import COLOURS, margin_line  # noqa: E402
+from harness.reporting.forest import note as forest_note  # noqa: E402
+from harness.reporting.forest import rows as forest_rows  # noqa: E402
 from harness.reporting.summary import Comparison, Section  # noqa: E402
 from harness.reporting.tables import Spec  # noqa: E402
 
 TOP = 5  # learning curves of the top trials
-VERDICT_COLOURS = {stats.LEADER: "#1a7f37", stats.EQUIVALENT: "#2f81f7",
-                   stats.UNDETERMINED: "#bf8700", stats.WORSE: "#cf222e"}
-FOREST_NOTE = ("Each configuration's mean and 95% interval over its seeds, best first, "
-               "coloured by its verdict against the leader (the solid line); the dashed line "
-               "is the margin within which a difference does not matter. A configuration "
-               "of one seed has no interval.")
 MAX_ROWS = 40  # of any table in the page
 MAX_HEATMAPS = 12
 STYLE = """body{font-family:sans-serif;margin:2em;max-width:1200px;color:#222}
@@ -57,7 +53,7 @@ def render(c: Comparison, history: pd.DataFrame, title: str) -> str:
         body += _section(section)
         if section.heading == "Leaderboard" and not c.board.empty:
             body += ["<h2>Every configuration against the leader</h2>",
-                     f"<p class=note>{html.escape(FOREST_NOTE)}</p>",
+                     f"<p class=note>{html.escape(forest_note(c.board))}</p>",
                      _img(forest(c.board, c.spec), "forest plot")]
             body += ["<h2>Learning curves of the top trials</h2>", *_curves_note(c),
                      _img(curves(c.trials, history, c.spec))]
@@ -90,30 +86,20 @@ def _section(section: Section) -> list[str]:
 
 
 def forest(board: pd.DataFrame, spec: Spec) -> plt.Figure:
-    """One row per configuration, best first: its mean and 95% interval, coloured by its
-    verdict, beside the leader's mean and the margin around it."""
-    rows = board.head(MAX_ROWS).iloc[::-1]
-    keys = tables.config_columns(board, spec)
-    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.3 * len(rows)))
-    y = np.arange(len(rows))
-    for verdict, colour in VERDICT_COLOURS.items():
-        mine = (rows["verdict"] == verdict).to_numpy()
-        if not mine.any():
-            continue
-        part = rows[mine]
-        low = (part["mean"] - part["ci95_low"]).fillna(0).clip(lower=0)
-        high = (part["ci95_high"] - part["mean"]).fillna(0).clip(lower=0)
-        ax.errorbar(part["mean"], y[mine], xerr=[low, high], fmt="o", color=colour,
-                    capsize=3, label=verdict)
-    best = board.iloc[0]["mean"]
-    ax.axvline(best, color="0.3", linewidth=0.8)
-    if spec.margin:
-        sign = -1 if spec.maximize else 1
-        ax.axvline(best + sign * spec.margin, color="0.5", linewidth=0.8, linestyle="--",
+    """The forest plot (forest.py's rows), best at the top."""
+    drawn = forest_rows(board, spec).iloc[::-1].reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.3 * len(drawn)))
+    for verdict, colour in COLOURS.items():
+        part = drawn[drawn["verdict"] == verdict]
+        if not part.empty:
+            ax.errorbar(part["mean"], part.index, xerr=[part["below"], part["above"]],
+                        fmt="o", color=colour, capsize=3, label=verdict)
+    ax.axvline(board.iloc[0]["mean"], color="0.3", linewidth=0.8)
+    margin = margin_line(board, spec)
+    if margin is not None:
+        ax.axvline(margin, color="0.5", linewidth=0.8, linestyle="--",
                    label=f"margin {spec.margin:g}")
-    labels = [f"{row['rank']}. " + ", ".join(bins.labels([row[k]])[row[k]] for k in keys)
-              for _, row in rows.iterrows()]
-    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_yticks(drawn.index, drawn["label"], fontsize=8)
     ax.set(xlabel=f"mean {spec.metric} and 95% interval over seeds")
     ax.legend(fontsize=8, loc="lower right" if spec.maximize else "lower left")
     fig.tight_layout()

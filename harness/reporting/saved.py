@@ -26,16 +26,10 @@ from optuna.trial import FrozenTrial, TrialState
 from harness.errors import ConfigError
 from harness.files import file_lock
 from harness.reporting import tables
-from harness.reporting.directory import (
-    HISTORY_COLUMNS,
-    TRIAL_COLUMNS,
-    finished_trials,
-    write_results,
-)
+from harness.reporting.directory import finished_trials, write_results
 from harness.study.owner import is_dead_here
 from harness.study.storage import open_storage
 
-FILES = ("trials.csv", "history.csv")
 EXAMPLE = "give the directory a sweep wrote, such as results/quickstart"
 
 
@@ -53,8 +47,8 @@ def read_sweep(out: Path) -> SavedSweep:
     """A finished or running sweep's files, for compare and report; results written by
     earlier versions too (a best_test_acc column and no validation)."""
     config = _config(out)
-    study = _study(out, config.get("name"))
-    notes = _repair(out, study)
+    notes = _repair(out, config.get("name"))
+    study = _study(out, config.get("name"))  # after the repair: what it stands on now
     try:
         trials = pd.read_csv(out / "trials.csv", dtype={"error": str})
         history = pd.read_csv(out / "history.csv")
@@ -158,17 +152,25 @@ def _study(out: Path, name: Any) -> list[FrozenTrial] | None:
         return None
 
 
-def _repair(out: Path, study: list[FrozenTrial] | None) -> list[str]:
+def _repair(out: Path, name: Any) -> list[str]:
     """Rebuild trials.csv and history.csv from the study when one is damaged or
-    disagrees with it; without a study, a damaged file is bad input. The notes to say."""
-    problem = _damage(out)
-    if study is None:
+    disagrees with it; without a study, a damaged file is bad input. The notes to say.
+    The study is read under the sweep's own lock, as a running sweep writes the files:
+    a trial it records meanwhile is in both or in neither."""
+    if not (out / "study.db").is_file():
+        problem = _damage(out)
         if problem:
             raise ConfigError(f"{problem}; no study.db beside it to rebuild it from: run "
                               "the sweep's command again, or harness export from its "
                               "storage")
         return []
-    with file_lock(out / ".lock"):  # the sweep's own lock: no append is half written
+    with file_lock(out / ".lock"):
+        study = _study(out, name)
+        if study is None:  # not this config's study: the files are all there is
+            problem = _damage(out)
+            if problem:
+                raise ConfigError(f"{problem}; the study.db beside it is not this sweep's")
+            return []
         problem = _damage(out) or _disagreement(out, study)
         if not problem:
             return []
@@ -179,7 +181,7 @@ def _repair(out: Path, study: list[FrozenTrial] | None) -> list[str]:
 def _damage(out: Path) -> str:
     """The first problem of the two files: missing, a cut line, a row of the wrong
     length; '' when both are whole."""
-    for name, columns in zip(FILES, (TRIAL_COLUMNS, HISTORY_COLUMNS), strict=True):
+    for name, needed in (("trials.csv", {"run", "state"}), ("history.csv", {"run", "epoch"})):
         path = out / name
         try:
             text = path.read_text()
@@ -192,9 +194,10 @@ def _damage(out: Path) -> str:
             return f"{path}: empty"
         if not text.endswith("\n"):
             return f"{path}: line {len(lines)} is cut short (a crash while it was written)"
-        width = len(next(csv.reader([lines[0]])))
-        if width < len(columns) - 4 and name == "trials.csv":  # not ours at all
-            return f"{path}: line 1 is not trials.csv's header"
+        header = next(csv.reader([lines[0]]))
+        if not needed <= set(header):  # not a file a sweep wrote (of any version)
+            return f"{path}: line 1 is not {name}'s header"
+        width = len(header)
         for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
             if len(row) != width:
                 return f"{path}: line {number} has {len(row)} fields, not {width}"

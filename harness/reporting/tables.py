@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from harness import stats
-from harness.config import ACCURACY_MARGIN, METRICS
+from harness.config import ACCURACY_MARGIN, METRICS, default_margin
 from harness.hyperparams import CORE, NAMES, OPTIMIZER
 from harness.reporting import bins
 from harness.types import INTERRUPTED, RETRYABLE
@@ -68,12 +68,6 @@ class Spec:
     @property
     def test_selected(self) -> bool:
         return self.metric.startswith("test_")
-
-
-def default_margin(metric: str) -> float | None:
-    """objective.margin when a config gives none: half a point of accuracy; a loss has
-    no natural scale, so no row is called equivalent without one."""
-    return ACCURACY_MARGIN if metric.endswith("_acc") else None
 
 
 # No config.yaml: maximize val_acc, the varying hyperparameters.

@@ -15,6 +15,7 @@ import pandas as pd
 
 from harness.config import Config
 from harness.data import Dataset
+from harness.label import read_label
 from harness.sinks.base import Sink
 from harness.sinks.guard import Guarded, Switch
 from harness.sinks.progress import ProgressSink
@@ -33,6 +34,7 @@ class SweepSinks:
                                      metric=config.objective.metric)
         self.bar = Guarded(self.progress)
         self.config, self.tb, self.live = config, out / "tb", live
+        self.label = read_label(out, config.name)  # the sweep's, in every run's hparams
         self.examples = (data.x_test[:EXAMPLES], data.y_test[:EXAMPLES])
         self.switches = {"tensorboard": Switch(), "visdom": Switch()}
 
@@ -40,11 +42,16 @@ class SweepSinks:
         """The sinks of one trial."""
         sinks: list[Sink] = [self.bar]
         if self.config.logging.tensorboard is not None:
-            sinks.append(Guarded(TensorBoardSink(self.tb, self.config, self.examples),
+            sinks.append(Guarded(TensorBoardSink(self.tb, self.config, self.examples,
+                                                 self.label),
                                  self.switches["tensorboard"]))
         if self.live is not None:
             sinks.append(Guarded(self.live.trace(), self.switches["visdom"], "visdom"))
         return sinks
+
+    def live_url(self) -> str:
+        """The live view's URL while it is on, else ''."""
+        return self.live.url if self.live is not None and self.live.active else ""
 
     def refresh(self, table: pd.DataFrame, maximize: bool) -> None:
         if self.live is not None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import crc32c
+import numpy as np
 import torch
 from google.protobuf import struct_pb2
 from tensorboard.compat.proto.event_pb2 import Event
@@ -31,7 +32,7 @@ from tensorboard.summary.writer import record_writer
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
-from harness.config import Config, Range, TensorBoardConfig
+from harness.config import Config, TensorBoardConfig
 from harness.errors import describe, warn
 from harness.hyperparams import BY_NAME, LR
 from harness.models import example_input
@@ -50,6 +51,7 @@ HPARAM_METRICS = {"hparam/val_acc": "val_acc", "hparam/test_acc": "test_acc",
                   "hparam/final_test_acc": "test_acc", "hparam/final_test_loss": "test_loss"}
 # TensorBoard shows about 30 buckets; its default of ~1,500 bin edges costs 3x the time.
 HISTOGRAM_BINS = 64
+SWEEP = "sweep"  # the hparam naming each run's sweep (its label)
 STATUS = {"COMPLETE": api_pb2.STATUS_SUCCESS, "FAIL": api_pb2.STATUS_FAILURE,
           "PRUNED": api_pb2.STATUS_UNKNOWN}
 
@@ -75,9 +77,10 @@ def fast_checksums() -> None:
 
 
 class TensorBoardSink:
-    def __init__(self, root: Path, config: Config, examples: tuple[torch.Tensor, torch.Tensor]
-                 ) -> None:
+    def __init__(self, root: Path, config: Config, examples: tuple[torch.Tensor, torch.Tensor],
+                 label: str = "") -> None:
         self.root, self.config = root, config
+        self.label = label or config.name  # the sweep's (harness.label)
         self.settings = config.logging.tensorboard or TensorBoardConfig()
         self.examples = examples  # test digits and labels for the prediction grid
         self.writer: SummaryWriter | None = None
@@ -89,9 +92,11 @@ class TensorBoardSink:
         retire(path)
         self.writer = SummaryWriter(str(path), filename_suffix=attempt_suffix(spec))
         self.model, self.spec = model, spec
-        group = spec.run.rsplit("-s", 1)[0]  # the configuration, shared by its seeds
-        self.writer.file_writer.add_summary(session_start(trial_hparams(spec, self.config),
-                                                          group))
+        # The configuration, shared by its seeds, in its sweep: never pooled with another
+        # sweep's, even of the same config.
+        group = f"{self.label}/{spec.run.rsplit('-s', 1)[0]}"
+        hparams = trial_hparams(spec, self.config) | {SWEEP: self.label}
+        self.writer.file_writer.add_summary(session_start(hparams, group))
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         if self.writer is None:
@@ -103,12 +108,7 @@ class TensorBoardSink:
             if key in metrics:
                 self.writer.add_scalar(tag, metrics[key], step)
         if self.settings.histograms and self.model is not None:
-            tensors = {}
-            for name, param in self.model.named_parameters():
-                tensors[f"weights/{name}"] = param.detach()
-                if param.grad is not None:
-                    tensors[f"grads/{name}"] = param.grad
-            self.writer.file_writer.add_summary(histograms(tensors), step)
+            self.writer.file_writer.add_summary(model_histograms(self.model), step)
 
     def finish(self, result: TrialResult) -> None:
         if self.writer is None:
@@ -175,34 +175,70 @@ def quiet_writer_threads() -> None:
     threading.excepthook = hook
 
 
+def model_histograms(model: nn.Module) -> Summary:
+    """Its weights' histograms (and its gradients', when it has them). A member of a
+    population (harness.trainers.mirror: `model.population` is `(mirror, row)`) gets its
+    row of all members' histograms, binned together in one pass and one sync by the
+    first member's sink to ask after each epoch, and kept in the mirror's cache."""
+    shared = getattr(model, "population", None)
+    if shared is not None:
+        mirror, row = shared
+        if "histograms" not in mirror.cache:
+            stacked = {f"weights/{name}": t for name, t in mirror.stacked().items()}
+            mirror.cache["histograms"] = _summaries(stacked)
+        return mirror.cache["histograms"][row]
+    tensors = {}
+    for name, param in model.named_parameters():
+        tensors[f"weights/{name}"] = param.detach()
+        if param.grad is not None:
+            tensors[f"grads/{name}"] = param.grad
+    return histograms(tensors)
+
+
 def histograms(tensors: dict[str, torch.Tensor]) -> Summary:
     """One histogram per tensor, binned on its device and read in one sync; tensors
     with a nan or inf are left out. `SummaryWriter.add_histogram` copies each tensor
     to the host and bins it with numpy: 2.5x the time, and a sync per tensor on a GPU."""
-    rows = []
-    for tensor in tensors.values():
-        flat = tensor.detach().flatten().float()
-        low, high = torch.aminmax(flat)
-        scale = HISTOGRAM_BINS / (high - low).clamp(min=1e-12)
-        bins = ((flat - low) * scale).long().clamp(0, HISTOGRAM_BINS - 1)
-        counts = torch.bincount(bins, minlength=HISTOGRAM_BINS).float()
-        head = torch.stack([torch.isfinite(flat).all().float(), low, high, flat.sum(),
-                            flat.square().sum()])
-        rows.append(torch.cat([head, counts]))
-    values = []
-    read = torch.stack(rows).tolist() if rows else []
-    for (tag, tensor), row in zip(tensors.items(), read, strict=True):
-        finite, low, high, total, squares = row[:5]
-        if not finite:
-            continue
-        width = (high - low) / HISTOGRAM_BINS
-        # TensorBoard reads bucket i as [limit[i-1], limit[i]], from min to max.
-        histo = HistogramProto(min=low, max=high, num=tensor.numel(), sum=total,
-                               sum_squares=squares, bucket=row[5:],
-                               bucket_limit=[low + width * (i + 1)
-                                             for i in range(HISTOGRAM_BINS)])
-        values.append(Summary.Value(tag=tag, histo=histo))
-    return Summary(value=values)
+    if not tensors:
+        return Summary()
+    return _summaries({tag: t.reshape(1, -1) for tag, t in tensors.items()})[0]
+
+
+def _summaries(stacked: dict[str, torch.Tensor]) -> list[Summary]:
+    """One Summary per member of `stacked` ({tag: [K, ...]}), every tensor of every
+    member binned in one pass per tag and all read in one sync."""
+    members = next(iter(stacked.values())).shape[0]
+    read = torch.stack([_binned(t.detach().reshape(members, -1).float())
+                        for t in stacked.values()]).double().cpu().numpy()
+    low, high = read[..., 1], read[..., 2]  # [tag, member]
+    # TensorBoard reads bucket i as [limit[i-1], limit[i]], from min to max.
+    steps = np.arange(1, HISTOGRAM_BINS + 1) / HISTOGRAM_BINS
+    limits = (low[..., None] + (high - low)[..., None] * steps).tolist()
+    heads, counts = read[..., :5].tolist(), read[..., 5:].tolist()
+    numels = [t[0].numel() for t in stacked.values()]
+    summaries = []
+    for k in range(members):
+        values = [Summary.Value(tag=tag, histo=HistogramProto(
+            min=head[k][1], max=head[k][2], num=numel, sum=head[k][3],
+            sum_squares=head[k][4], bucket=count[k], bucket_limit=limit[k]))
+            for tag, numel, head, count, limit in zip(stacked, numels, heads, counts, limits,
+                                                      strict=True) if head[k][0]]
+        summaries.append(Summary(value=values))
+    return summaries
+
+
+def _binned(flat: torch.Tensor) -> torch.Tensor:
+    """Per row of `flat` ([K, n]): finite?, min, max, sum, sum of squares, then the
+    HISTOGRAM_BINS counts from min to max: [K, 5 + HISTOGRAM_BINS], on its device."""
+    k = flat.shape[0]
+    low, high = torch.aminmax(flat, dim=1, keepdim=True)
+    scale = HISTOGRAM_BINS / (high - low).clamp(min=1e-12)
+    bins = ((flat - low) * scale).long().clamp(0, HISTOGRAM_BINS - 1)
+    bins += torch.arange(k, device=flat.device).unsqueeze(1) * HISTOGRAM_BINS
+    counts = torch.bincount(bins.flatten(), minlength=k * HISTOGRAM_BINS).view(k, -1)
+    head = torch.cat([torch.isfinite(flat).all(1, keepdim=True).float(), low, high,
+                      flat.sum(1, keepdim=True), flat.square().sum(1, keepdim=True)], 1)
+    return torch.cat([head, counts.float()], 1)
 
 
 def write_experiment(root: Path, config: Config, model: nn.Module, summary_md: str) -> None:
@@ -230,8 +266,11 @@ def _write_experiment(root: Path, config: Config, model: nn.Module, summary_md: 
 
 
 def trial_hparams(spec: TrialSpec, config: Config) -> dict[str, Any]:
-    """Every searched hyperparameter: the configuration, the same for all its seeds."""
-    return {key: spec.params[key] for key in config.search.space}
+    """Every searched hyperparameter: the configuration, the same for all its seeds. An
+    integer is written as text: TensorBoard prints every number to five digits (a batch
+    size of 64 as 64.000)."""
+    return {key: str(spec.params[key]) if BY_NAME[key].kind is int else spec.params[key]
+            for key in config.search.space}
 
 
 def hparam_metrics(result: TrialResult) -> dict[str, float]:
@@ -242,8 +281,15 @@ def hparam_metrics(result: TrialResult) -> dict[str, float]:
     return {k: v for k, v in values.items() if math.isfinite(v)}
 
 
-def experiment(config: Config) -> Summary:
-    infos = [_hparam_info(name, values) for name, values in config.search.space.items()]
+def experiment(config: Config, sweeps: dict[str, tuple[str, ...]] | None = None) -> Summary:
+    """The experiment summary: every searched hyperparameter, the sweep, every metric.
+    Its domains admit every sweep's values (TensorBoard reads the first summary it
+    finds, whichever sweep wrote it): a float's whole interval, a string's every choice;
+    an integer (text) and the sweep have none. `sweeps` gives a domain to those (names
+    -> values), for a view that knows all its sweeps (harness tensorboard)."""
+    sweeps = sweeps or {}
+    infos = [_hparam_info(name, sweeps.get(name)) for name in config.search.space]
+    infos.append(_string_info(SWEEP, sweeps.get(SWEEP)))
     metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag)) for tag in
                (*HPARAM_METRICS, "val/accuracy", "val/loss", "test/accuracy", "test/loss",
                 "train/loss")]
@@ -270,18 +316,22 @@ def session_end(state: str) -> Summary:
         session_end_info=info, version=metadata.PLUGIN_DATA_VERSION))
 
 
-def _hparam_info(name: str, values: tuple[Any, ...] | Range) -> api_pb2.HParamInfo:
-    if isinstance(values, Range):
+def _hparam_info(name: str, values: tuple[str, ...] | None) -> api_pb2.HParamInfo:
+    h = BY_NAME[name]
+    if h.kind is float:
+        low, high = h.interval
         return api_pb2.HParamInfo(name=name, type=api_pb2.DATA_TYPE_FLOAT64,
-                                  domain_interval=api_pb2.Interval(
-                                      min_value=values.low, max_value=values.high))
-    if BY_NAME[name].kind is str:
-        domain = [struct_pb2.Value(string_value=v) for v in values]
-        kind = api_pb2.DATA_TYPE_STRING
-    else:
-        domain = [struct_pb2.Value(number_value=float(v)) for v in values]
-        kind = api_pb2.DATA_TYPE_FLOAT64
-    return api_pb2.HParamInfo(name=name, type=kind,
+                                  domain_interval=api_pb2.Interval(min_value=low,
+                                                                   max_value=high))
+    return _string_info(name, values or h.choices or None)
+
+
+def _string_info(name: str, values: tuple[str, ...] | None) -> api_pb2.HParamInfo:
+    """A text hyperparameter; with `values`, a checkbox each (in that order)."""
+    if values is None:
+        return api_pb2.HParamInfo(name=name, type=api_pb2.DATA_TYPE_STRING)
+    domain = [struct_pb2.Value(string_value=v) for v in values]
+    return api_pb2.HParamInfo(name=name, type=api_pb2.DATA_TYPE_STRING,
                               domain_discrete=struct_pb2.ListValue(values=domain))
 
 

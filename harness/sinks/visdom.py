@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,9 +25,10 @@ from urllib.parse import urlsplit
 import numpy as np
 import pandas as pd
 
-from harness.config import Config, VisdomConfig
+from harness.config import Config, VisdomConfig, to_dict
 from harness.errors import first_line
-from harness.reporting import tables
+from harness.label import read_label
+from harness.reporting import forest, summary, tables
 from harness.types import INTERRUPTED, RETRYABLE
 
 if TYPE_CHECKING:
@@ -69,12 +71,15 @@ def parse_url(url: str) -> VisdomConfig:
 
 class VisdomSink:
     def __init__(self, settings: VisdomConfig, config: Config, total: int,
-                 history: Path | None = None) -> None:
+                 history: Path | None = None, say: bool = True) -> None:
         """`history`: the sweep's history.csv, which the curve windows are redrawn from
         once they would hold too many traces; None: they never are."""
         self.config, self.total, self.history = config, total, history
-        self.env = settings.env or config.name
+        label = read_label(history.parent, config.name) if history else config.name
+        self.env = settings.env or label  # each sweep its own: never another's traces
         self.address = f"{settings.server}:{settings.port}"
+        self.optional = settings.auto  # no server: say how to start one, not a warning
+        self.say = say  # that line: once per sweep, not per worker, never when --quiet
         self.started = time.monotonic()
         self.run = ""
         self.first_point = True
@@ -82,6 +87,7 @@ class VisdomSink:
         self.pending: tuple[pd.DataFrame, bool] | None = None  # a refresh not yet drawn
         self.redraw_due = 0.0
         self.viz: Any = None
+        self.lock = threading.RLock()
         self._try(self._connect, settings)
 
     @property
@@ -218,6 +224,18 @@ class VisdomSink:
                       opts={"title": f"progress ({self.env})", "width": 330, "height": 200})
         if self.config.search.method == "optuna":
             self._best_so_far(trials, maximize)
+        self._verdicts(trials)
+
+    def _verdicts(self, trials: pd.DataFrame) -> None:
+        """The forest plot of the leaderboard's verdicts, as report.html draws it."""
+        spec = tables.Spec.from_config(to_dict(self.config))
+        board = summary.build(trials, spec).board
+        if board.empty:
+            return
+        figure = forest.plotly_figure(board, spec, f"verdicts ({self.env})")
+        height = 140 + 26 * min(len(board), forest.MAX_ROWS)
+        self.viz._send({"data": figure["data"], "layout": figure["layout"], "win": "verdicts",
+                        "eid": self.env, "opts": {"width": 640, "height": height}})
 
     def _progress_html(self, trials: pd.DataFrame) -> str:
         trials = trials[~_interrupted(trials)]  # not done: its point runs again
@@ -244,11 +262,24 @@ class VisdomSink:
         if self.viz is not None:
             self._try(action, *args)
 
+    @property
+    def url(self) -> str:
+        """Where a person opens this sweep's environment."""
+        return f"{self.address}/env/{self.env}"
+
     def _try(self, action: Any, *args: Any) -> None:
-        """Run a Visdom call; on any failure warn once and stop using Visdom."""
+        """Run a Visdom call; on any failure warn once and stop using Visdom. One call
+        at a time: a population's members are recorded (and the panes refreshed) on a
+        thread of their own while the next epoch's traces are drawn."""
         try:
-            action(*args)
+            with self.lock:
+                action(*args)
         except Exception as err:  # requests, visdom and socket errors all end the same
+            if self.optional and self.viz is None:  # auto, and no server answered
+                if self.say:
+                    print(f"harness: no Visdom server at {self.address} for the live "
+                          "view; start one with: python -m harness visdom", file=sys.stderr)
+                return
             self.viz = None
             reason = html.unescape(first_line(err))
             if "Timeout" in type(err.__context__).__name__:  # requests' Read/ConnectTimeout

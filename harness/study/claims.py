@@ -78,16 +78,18 @@ class Search:
         self.news: list[str] = []  # what the strategy has to say (a race's progress)
         self.said: set[str] = set()  # ... each said once
 
-    def next_points(self, k: int, key: Key | None = None) -> list[Claim]:
+    def next_points(self, k: int, key: Key | None = None,
+                    like: Hashable | None = None) -> list[Claim]:
         """Up to k points as started trials, claimed together; none when nothing is
-        left. With `key`, all share the first one's key where the strategy can choose.
+        left. With `key`, all share the first one's key where the strategy can choose,
+        and with `like` too, that key is `like` (a population's, to fill its places).
         An error part way gives back the claims made so far: their points run again."""
         claims: list[Claim] = []
         with self.lock():
             self._retire_dead()
             try:
                 while len(claims) < k:
-                    claim = self._claim(_like(claims[0], key) if key and claims else None)
+                    claim = self._claim(_fits(key, like, claims))
                     if claim is None:
                         break
                     claims.append(claim)
@@ -96,12 +98,14 @@ class Search:
                 raise
         return claims
 
-    def claim(self, k: int, key: Key | None = None, show: bool = False) -> list[Claim]:
+    def claim(self, k: int, key: Key | None = None, show: bool = False,
+              like: Hashable | None = None, wait: bool = True) -> list[Claim]:
         """`next_points`; when nothing is left but trials run in other processes, wait
-        for them: one whose process dies (or whose heartbeat stops) then runs here, so a
-        sweep never ends with a point that nobody will finish."""
+        for them (unless not to `wait`: this process has trials of its own to train):
+        one whose process dies (or whose heartbeat stops) then runs here, so a sweep
+        never ends with a point that nobody will finish."""
         shown: list[str] = []
-        while not (claims := self.next_points(k, key)) and self.running:
+        while not (claims := self.next_points(k, key, like)) and self.running and wait:
             if stop.requested():  # Ctrl-C: the caller stops; nothing is left to wait for
                 return []
             runs = sorted(t.user_attrs.get("run", f"trial {t.number}") for t in self.running)
@@ -230,9 +234,13 @@ class Search:
                          seed=attrs["seed"])
 
 
-def _like(first: Claim, key: Key) -> Callable[[dict[str, Any]], bool]:
-    """Whether a point's full params share `first`'s key."""
-    wanted = key(first.spec.params)
+def _fits(key: Key | None, like: Hashable | None, claims: list[Claim]
+          ) -> Callable[[dict[str, Any]], bool] | None:
+    """Whether a point's full params have the key wanted: `like`, else the first
+    claim's; None: any point."""
+    if key is None or (like is None and not claims):
+        return None
+    wanted = like if like is not None else key(claims[0].spec.params)
     return lambda params: key(params) == wanted
 
 

@@ -37,9 +37,10 @@ from harness.study.sampling import make_pruner, make_sampler
 HEARTBEAT_S = 10
 GRACE_S = 60
 OWNED = ("config.yaml", "study.db", "trials.csv", "history.csv", "summary.md", "tables",
-         "model_summary.csv", "tb", "checkpoints", "report.html", ".lock")
+         "model_summary.csv", "tb", "checkpoints", "report.html", ".lock", "sweep.txt")
 SCHEMA_TRIES = 4  # how often to open a new shared database whose tables others are making
-GROWS = "only search.seeds and search.n_trials may grow"  # what a resumed config may change
+# What a resumed config may change (a race's seeds only at their end).
+GROWS = "only search.seeds (a race's: at the end) and search.n_trials may grow"
 
 
 def prepare_out(out: Path) -> None:
@@ -106,8 +107,12 @@ def refused_change(old: dict[str, Any], new: dict[str, Any]) -> str:
     grown = copy.deepcopy(old)
     before, after = grown.get("search"), new.get("search", {})
     if isinstance(before, dict):
-        if set(before.get("seeds", [])) <= set(after.get("seeds", [])):
-            before["seeds"] = after.get("seeds")
+        old_seeds, new_seeds = before.get("seeds", []), after.get("seeds", [])
+        # A race is replayed seed by seed in their order: new seeds go at the end.
+        grows = (new_seeds[:len(old_seeds)] == old_seeds if before.get("race")
+                 else set(old_seeds) <= set(new_seeds))
+        if grows:
+            before["seeds"] = new_seeds
         if before.get("n_trials", math.inf) <= after.get("n_trials", 0):
             before["n_trials"] = after.get("n_trials")
     if grown == new:
@@ -217,6 +222,9 @@ def open_study(config: Config, storage: optuna.storages.BaseStorage) -> optuna.S
                           f"config ({change}); {GROWS}: {fix}")
     if stored != identity(config):  # a new study, or one given more seeds or trials
         study.set_user_attr("config", identity(config))
+    if study.metric_names != [config.objective.metric]:
+        # optuna-dashboard and Optuna's plots say val_acc, not "Objective 0"
+        study.set_metric_names([config.objective.metric])
     return study
 
 

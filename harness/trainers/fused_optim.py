@@ -10,7 +10,9 @@ so it can be captured in a CUDA graph.
 Masking: `step(grad, active)` updates only the members in `active` whose new parameters
 are finite, with `torch.where` (multiplying by 0 would not stop a NaN: NaN * 0 is NaN).
 A member that is not updated keeps its last finite weights; rows never mix, so nothing
-of one member reaches another.
+of one member reaches another. So a member's row of every state tensor (`STATE`) is all
+the optimizer knows of it: `rows` and `load_rows` carry a member into another population
+(one regrouped when members leave and join) exactly where it was.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ Floats = Sequence[float] | Tensor
 
 class FusedOptimizer:
     """Shared book-keeping: per-member hyperparameters, masking, the update's shape."""
+
+    STATE: tuple[str, ...] = ()  # the attributes holding per-member state, [K, ...] each
 
     def __init__(self, params: Tensor, lr: Floats, weight_decay: Floats) -> None:
         self.params = params  # [K, ...], updated in place
@@ -47,6 +51,18 @@ class FusedOptimizer:
         """Advance the optimizer's state and return the members' new parameters."""
         raise NotImplementedError
 
+    def rows(self, members: Sequence[int]) -> dict[str, Tensor]:
+        """These members' state (copies), in this order."""
+        index = torch.as_tensor(list(members), dtype=torch.long, device=self.params.device)
+        return {name: getattr(self, name).index_select(0, index) for name in self.STATE}
+
+    def load_rows(self, state: dict[str, Tensor]) -> None:
+        """Put `rows`' state into the first members of this population (the others keep
+        the fresh state of a member that has not stepped yet)."""
+        for name in self.STATE:
+            rows = state[name]
+            getattr(self, name)[: len(rows)] = rows
+
     def _member_tensor(self, values: Floats) -> Tensor:
         t = torch.as_tensor(values, dtype=torch.float64).to(self.params.device)
         if t.shape != (self.k,):
@@ -65,6 +81,8 @@ class SGD(FusedOptimizer):
     """torch.optim.SGD with momentum and weight decay (dampening 0, no Nesterov). A zero
     buffer times the momentum plus the gradient is the gradient itself, so the first step
     equals torch's `buf = grad.clone()`, and momentum 0 equals torch's buffer-free step."""
+
+    STATE = ("buf",)
 
     def __init__(self, params: Tensor, lr: Floats, momentum: Floats,
                  weight_decay: Floats) -> None:
@@ -86,6 +104,7 @@ class Adam(FusedOptimizer):
     AdamW. Each member counts its own steps, for its bias corrections."""
 
     decoupled = False
+    STATE = ("exp_avg", "exp_avg_sq", "steps")
 
     def __init__(self, params: Tensor, lr: Floats, weight_decay: Floats,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
@@ -122,6 +141,8 @@ class AdamW(Adam):
 class RMSprop(FusedOptimizer):
     """torch.optim.RMSprop with its defaults (alpha 0.99, eps 1e-8, no momentum, not
     centered), as harness's optimizer table builds it."""
+
+    STATE = ("square_avg",)
 
     def __init__(self, params: Tensor, lr: Floats, weight_decay: Floats,
                  alpha: float = 0.99, eps: float = 1e-8) -> None:

@@ -16,6 +16,15 @@ CUDA the training step can be captured once as a CUDA graph and replayed.
     stats = trainer.epoch(x_train, y_train)          # PopulationEpoch
     val = trainer.evaluate(x_val, y_val)             # PopulationEval
     LeNet().load_state_dict(trainer.state_dicts([k])[0])
+
+Members leave and join between epochs: a new population is made of the members that go
+on, each carried over where it is (`carry`: weights, optimizer state, batch-order
+generator), and the members that join, each as its trial alone starts (weights drawn from
+its seed, a fresh optimizer state, a generator seeded with its seed). Each member's
+numbers are then exactly those it would have had in any population, or alone.
+
+    trainer = PopulationTrainer(going_on + joining, "sgd", 64, device,
+                                carried=trainer.carry(going_on_indices))
 """
 
 from __future__ import annotations
@@ -29,9 +38,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from harness.hyperparams import LR, MOMENTUM, OPTIMIZER, WEIGHT_DECAY
+from harness.lenet import LeNet
 from harness.stop import requested as stop_requested
 from harness.trainers.fused_optim import build_fused_optimizer
-from harness.trainers.stacked import StackedLeNet, seeded_lenets
+from harness.trainers.stacked import StackedLeNet, seeded_lenets, stack_rows
 
 GRAPH_WARMUP_STEPS = 3  # eager steps on a side stream before capture, as CUDA graphs need
 EVAL_MEMBER_SAMPLES = 32_768  # members x samples per evaluation chunk (bounds its memory)
@@ -60,6 +70,24 @@ class PopulationEpoch:
     step_losses: list[list[tuple[int, float]]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Carried:
+    """Members taken into another population where they were, in order: what they go on
+    from there with."""
+
+    rows: Tensor  # [n, P] their weights
+    state: dict[str, Tensor]  # their rows of the optimizer's state (FusedOptimizer.STATE)
+    generators: list[torch.Generator]  # their batch orders, as far as they were drawn
+    active: Tensor  # [n] bool: whether each still trains (not stopped, not diverged)
+
+    def select(self, members: Sequence[int]) -> Carried:
+        index = torch.as_tensor(list(members), dtype=torch.long, device=self.rows.device)
+        return Carried(self.rows.index_select(0, index),
+                       {name: t.index_select(0, index.to(t.device))
+                        for name, t in self.state.items()},
+                       [self.generators[k] for k in members], self.active.index_select(0, index))
+
+
 def default_conv(device: torch.device) -> str:
     """On CUDA one grouped convolution for all members (launches are what cost there:
     README's table); on the CPU one member after another, which measured faster there
@@ -80,19 +108,28 @@ class PopulationTrainer:
     def __init__(self, members: Sequence[Member], optimizer: str, batch_size: int,
                  device: torch.device | str, *, conv: str | None = None,
                  cuda_graph: bool = False, amp: bool = False,
-                 dtype: torch.dtype = torch.float32) -> None:
+                 dtype: torch.dtype = torch.float32, carried: Carried | None = None) -> None:
+        """`carried`: the first members come from another population where they were
+        (`carry`); the others start as their trials alone do."""
         self.device = torch.device(device)
         if cuda_graph and self.device.type != "cuda":
             raise ValueError(f"cuda_graph needs a CUDA device, not {self.device}")
         self.members, self.batch_size, self.amp = list(members), batch_size, amp
-        self.net = StackedLeNet(seeded_lenets([m.seed for m in self.members]), self.device,
-                                dtype, conv or default_conv(self.device))
+        self.optimizer_name, self.dtype = optimizer, dtype
+        n = 0 if carried is None else len(carried.rows)
+        self.net = _stacked(self.members[n:], carried, self.device, dtype,
+                            conv or default_conv(self.device))
         self.k = self.net.k
         self.optimizer = build_fused_optimizer(
             optimizer, self.net.flat, [m.lr for m in self.members],
             [m.momentum for m in self.members], [m.weight_decay for m in self.members])
-        self.generators = [torch.Generator().manual_seed(m.seed) for m in self.members]
+        self.generators = [torch.Generator().manual_seed(m.seed) for m in self.members[n:]]
         self._active = torch.ones(self.k, dtype=torch.bool, device=self.device)
+        if carried is not None:
+            self.optimizer.load_rows(carried.state)
+            self.generators[:0] = carried.generators
+            self._active[:n] = carried.active
+        self._epoch_start: Carried | None = None  # where this epoch started (`restart`)
         self._loss_sum = torch.zeros(self.k, dtype=dtype, device=self.device)
         self._seen = torch.zeros(self.k, dtype=torch.long, device=self.device)
         self._last_losses = torch.zeros(self.k, dtype=dtype, device=self.device)  # the step's
@@ -111,6 +148,33 @@ class PopulationTrainer:
         members = list(members)
         if members:
             self._active[members] = False
+
+    def carry(self, members: Sequence[int]) -> Carried:
+        """These members where they are, between two epochs, for another population."""
+        index = torch.as_tensor(list(members), dtype=torch.long, device=self.device)
+        return Carried(self.net.flat.detach().index_select(0, index),
+                       self.optimizer.rows(members), [self.generators[k] for k in members],
+                       self._active.index_select(0, index))
+
+    def restart(self, members: Sequence[int]) -> Carried:
+        """These members where they were at the last `mark_epoch_start`: a population
+        that ran out of memory part way through an epoch goes on in smaller ones from
+        there."""
+        if self._epoch_start is None:
+            raise RuntimeError("restart needs mark_epoch_start before the epoch")
+        return self._epoch_start.select(members)
+
+    def mark_epoch_start(self) -> None:
+        """Keep where every member is now, for `restart`: copies of the whole state (on
+        the device, no sync) and of the batch-order generators."""
+        generators = []
+        for g in self.generators:
+            copy = torch.Generator()
+            copy.set_state(g.get_state())
+            generators.append(copy)
+        self._epoch_start = Carried(self.net.flat.detach().clone(),
+                                    self.optimizer.rows(range(self.k)), generators,
+                                    self._active.clone())
 
     def epoch(self, x: Tensor, y: Tensor, max_batches: int | None = None,
               log_every: int = 0, should_stop: Callable[[], bool] = stop_requested
@@ -219,6 +283,25 @@ class PopulationTrainer:
             self._graph_data = (x, y)
 
 
+def _stacked(fresh: Sequence[Member], carried: Carried | None, device: torch.device,
+             dtype: torch.dtype, conv: str) -> StackedLeNet:
+    """The carried members' rows, then the fresh members' initial weights (drawn as
+    their trials draw them)."""
+    models = seeded_lenets([m.seed for m in fresh])
+    if carried is None:
+        return StackedLeNet(models, device, dtype, conv)
+    rows = carried.rows.clone()
+    if models:
+        rows = torch.cat([rows, stack_rows(models).to(device=device, dtype=dtype)])
+    return StackedLeNet(models or [_structure()], device, dtype, conv, rows=rows)
+
+
+def _structure() -> LeNet:
+    """A LeNet for its structure only: no memory, no draw from the random generators."""
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        return LeNet()
+
+
 class _StepGraph:
     """One training step captured as a CUDA graph, replayed on new batch indices."""
 
@@ -226,7 +309,9 @@ class _StepGraph:
                  device: torch.device) -> None:
         self.idx = torch.zeros(idx_shape, dtype=torch.long, device=device)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        # thread_local: a sweep's other threads (claims, a finished member's checkpoint
+        # and prediction grid) may use the device while this thread captures
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             step(self.idx)
 
     def replay(self, idx: Tensor) -> None:

@@ -25,6 +25,12 @@ from harness.lenet import LeNet
 CONVS = ("grouped", "vmap", "loop")  # how the members' convolutions are batched
 
 
+def stack_rows(models: Sequence[nn.Module]) -> Tensor:
+    """The models' parameters as [K, P] rows, in `named_parameters()` order."""
+    return torch.stack([torch.cat([p.detach().reshape(-1) for p in m.parameters()])
+                        for m in models])
+
+
 def seeded_lenets(seeds: Sequence[int]) -> list[LeNet]:
     """One LeNet per seed, with the initial weights the single trainer draws
     (`torch.manual_seed(seed); LeNet()`, built on the CPU); the global RNGs are left as
@@ -41,20 +47,23 @@ class StackedLeNet:
     """The members' parameters, stacked, and their forward passes, fused."""
 
     def __init__(self, models: Sequence[nn.Module], device: torch.device,
-                 dtype: torch.dtype = torch.float32, conv: str = "grouped") -> None:
+                 dtype: torch.dtype = torch.float32, conv: str = "grouped",
+                 rows: Tensor | None = None) -> None:
+        """The members are `models`, or, given `rows` ([K, P], see `stack_rows`), those
+        rows, `models` then giving only the structure (one model is enough)."""
         if conv not in CONVS:
             raise ValueError(f"conv {conv!r}: choose one of {', '.join(CONVS)}")
         if not models:
             raise ValueError("a population needs at least one member")
         if any(True for _ in models[0].buffers()):
             raise ValueError("models with buffers (batch norm statistics) cannot be stacked")
-        self.k, self.conv = len(models), conv
+        self.conv = conv
         named = list(models[0].named_parameters())
         self.shapes = {name: tuple(p.shape) for name, p in named}
         self.offsets = dict(zip(self.shapes, _starts(self.shapes.values()), strict=True))
-        self.flat = torch.stack([
-            torch.cat([p.detach().reshape(-1) for p in m.parameters()]) for m in models
-        ]).to(device=device, dtype=dtype)
+        self.flat = (stack_rows(models) if rows is None else rows).to(device=device,
+                                                                       dtype=dtype)
+        self.k = self.flat.shape[0]
         # each layer's leaf is a view of flat: autograd sees it, the optimizer updates flat
         self.params = {name: self._slice(self.flat, name).view(self.k, *shape).detach()
                        .requires_grad_() for name, shape in self.shapes.items()}
@@ -88,6 +97,12 @@ class StackedLeNet:
         rows = self.flat[list(members)].detach().to("cpu")
         return [{name: self._slice(row, name).view(shape).clone()
                  for name, shape in self.shapes.items()} for row in rows]
+
+    def state_dict_here(self, member: int) -> dict[str, Tensor]:
+        """Member's plain LeNet state_dict, copied on the device: no host sync (a
+        checkpoint moves it to the CPU when it is written)."""
+        row = self.flat[member].detach().clone()
+        return {name: self._slice(row, name).view(shape) for name, shape in self.shapes.items()}
 
     def _slice(self, t: Tensor, name: str) -> Tensor:
         """Parameter `name`'s columns of a [K, P] tensor (or of one [P] row)."""
