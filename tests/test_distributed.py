@@ -17,7 +17,7 @@ from harness.study.claims import DEAD
 
 def test_three_workers_one_killed_complete_every_configuration_once(
         tmp_path, write_config, postgres_url):
-    raw = small_config(name="distributed", data={"train_size": 1500}, train={"epochs": 3},
+    raw = small_config(name="distributed", data={"train_size": 1000}, train={"epochs": 2},
                        search={"space": {"lr": [0.01, 0.02, 0.05], "batch_size": [32, 64],
                                          "optimizer": ["sgd", "adam"]}})
     config = str(write_config(raw))
