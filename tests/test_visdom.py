@@ -124,6 +124,12 @@ def test_the_env_holds_one_trace_per_trial_equal_to_history(server, tmp_path):
     assert shown.loc[0, "run"] == best.run and len(shown) == 4
     assert float(shown.loc[0, "val_acc"]) == pytest.approx(best.val_acc, abs=1e-4)  # objective
     assert float(shown.loc[0, "test_acc"]) == pytest.approx(best.test_acc, abs=1e-4)
+    # Each trial with its configuration's verdict, as the leaderboard gives it.
+    keys = ["optimizer", "lr", "batch_size"]
+    leaderboard = pd.read_csv(tmp_path / "r" / "tables" / "leaderboard.csv")
+    verdict = trials.merge(leaderboard[[*keys, "verdict"]], on=keys).set_index("run").verdict
+    assert shown.verdict.tolist() == [verdict[run] for run in shown.run]
+    assert shown.verdict.tolist().count("leader") == 1
     progress = json.loads(viz.get_window_data("progress", env="test-env"))["content"]
     assert "4 / 4 trials done" in progress
     assert (env_path / "test-env.json").exists()  # saved: survives a server restart

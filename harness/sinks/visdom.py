@@ -1,7 +1,9 @@
 """Visdom: the live view of a sweep, one environment shared by all its trials.
 
 Windows: test accuracy and train loss with one trace per trial (legend: the run name),
-a leaderboard, a progress pane and, for the optuna method, the best objective so far.
+a leaderboard (the top trials, each with its configuration's verdict), the verdicts
+(report.html's forest plot), a progress pane and, for the optuna method, the best
+objective so far.
 Past tables.CURVES_EACH finished trials the curve windows are redrawn from history.csv
 (every few seconds and at the end): the top trials by the objective, the others as one
 band (median and quartiles per epoch), and the trials still running; the title says so.
@@ -216,7 +218,10 @@ class VisdomSink:
             return []
 
     def _panes(self, trials: pd.DataFrame, maximize: bool) -> None:
-        top = tables.top_trials(trials, 10, maximize, self.config.objective.metric).round(4)
+        spec = tables.Spec.from_config(to_dict(self.config))
+        board = summary.build(trials, spec).board
+        top = tables.top_trials(trials, 10, maximize, self.config.objective.metric)
+        top = _with_verdicts(top, trials, board, spec).round(4)
         table = top.to_html(index=False, border=0, classes="harness-leaderboard")
         self.viz.text(LEADERBOARD_STYLE + table, win="leaderboard", env=self.env,
                       opts={"title": f"leaderboard ({self.env})", "width": 1000, "height": 280})
@@ -224,12 +229,10 @@ class VisdomSink:
                       opts={"title": f"progress ({self.env})", "width": 330, "height": 200})
         if self.config.search.method == "optuna":
             self._best_so_far(trials, maximize)
-        self._verdicts(trials)
+        self._verdicts(board, spec)
 
-    def _verdicts(self, trials: pd.DataFrame) -> None:
+    def _verdicts(self, board: pd.DataFrame, spec: tables.Spec) -> None:
         """The forest plot of the leaderboard's verdicts, as report.html draws it."""
-        spec = tables.Spec.from_config(to_dict(self.config))
-        board = summary.build(trials, spec).board
         if board.empty:
             return
         figure = forest.plotly_figure(board, spec, f"verdicts ({self.env})")
@@ -339,3 +342,18 @@ def _finite(trace: tuple[str, list, list]) -> tuple[str, list, list]:
     name, x, y = trace
     keep = [i for i, v in enumerate(y) if v is not None and np.isfinite(v)]
     return name, [x[i] for i in keep], [y[i] for i in keep]
+
+
+def _with_verdicts(top: pd.DataFrame, trials: pd.DataFrame, board: pd.DataFrame,
+                   spec: tables.Spec) -> pd.DataFrame:
+    """The top trials with their configuration's verdict (the leaderboard's), blank for
+    a trial whose configuration is not ranked (every seed of it failed)."""
+    keys = tables.config_columns(trials, spec)
+    if board.empty or "verdict" not in board or not keys:
+        return top
+    runs = trials[["run", *keys]].drop_duplicates("run")
+    verdicts = runs.merge(board[[*keys, "verdict"]], on=keys, how="left").set_index("run")
+    top = top.copy()
+    top.insert(list(top.columns).index("seed") + 1 if "seed" in top else len(top.columns),
+               "verdict", top["run"].map(verdicts["verdict"]))
+    return top
