@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import pandas as pd
-import torch
 
 # A new file's mode before the umask, as open() and other tools create files: with the
 # usual umask 022 others can read the results (0644), with 077 they cannot (0600).
@@ -97,6 +96,8 @@ def ends_whole(path: Path) -> bool:
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """torch.save into memory first: writing straight to a file, a full disk surfaces as
     `RuntimeError: ... unexpected pos` rather than as the OSError it is."""
+    import torch  # here: reading results (compare, report, export) needs no torch
+
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     _atomic(path, lambda f: f.write(buffer.getbuffer()))

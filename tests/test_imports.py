@@ -87,3 +87,17 @@ assert optuna.logging.get_verbosity() == logging.WARNING and len(ours()) == 2
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)})
     assert done.returncode == 0, done.stderr
+
+
+def test_reading_results_loads_no_torch(tmp_path):
+    """compare, report and export read CSVs and a study: torch (about 2 s to import)
+    loads only for training, so they answer in about half the time."""
+    code = """
+import sys
+import harness.cli
+from harness.reporting import export, report, saved, summary
+assert "torch" not in sys.modules, "torch loaded by reading results"
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)})
+    assert done.returncode == 0, done.stderr

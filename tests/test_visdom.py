@@ -34,11 +34,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(env_path: Path) -> tuple[subprocess.Popen, int]:
+def start_server(env_path: Path, log=subprocess.PIPE) -> tuple[subprocess.Popen, int]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "harness", "visdom", "--port", str(port), "--env-path",
-         str(env_path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+         str(env_path)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -49,12 +49,29 @@ def start_server(env_path: Path) -> tuple[subprocess.Popen, int]:
             time.sleep(0.2)
 
 
+@pytest.fixture(scope="module")
+def visdom_server(tmp_path_factory):
+    """One `harness visdom` for the module's tests: starting one takes seconds."""
+    root = tmp_path_factory.mktemp("visdom")
+    with open(root / "server.log", "w") as log:
+        process, port = start_server(root / "envs", log)
+        yield port, root / "envs"
+        process.kill()
+        process.wait()
+
+
 @pytest.fixture
-def server(tmp_path):
-    process, port = start_server(tmp_path / "envs")
-    yield port, tmp_path / "envs"
-    process.kill()
-    process.wait()
+def server(visdom_server):
+    """The module's server with no environment left from an earlier test."""
+    port, env_path = visdom_server
+    viz = client(port)
+    saved = {path.stem for path in env_path.glob("*.json")}
+    for env in saved | set(viz.get_env_list()) | {"test-env"}:
+        viz.delete_env(env)
+    for path in env_path.glob("*.json"):
+        path.unlink()
+    assert not viz.win_exists("test_acc", env="test-env")
+    return port, env_path
 
 
 def test_ctrl_c_stops_the_server_with_one_line(tmp_path):
