@@ -26,7 +26,7 @@ import torch
 
 from harness import stop, timings
 from harness.book import EpochCallback
-from harness.config import Config, VisdomConfig, dump_config
+from harness.config import Config, dump_config
 from harness.data import Dataset, load_dataset
 from harness.device import resolve_device, setup_device
 from harness.errors import ConfigError
@@ -36,9 +36,8 @@ from harness.label import make_label
 from harness.models import build_model, example_input, model_summary, summary_totals
 from harness.record import Recorder, pruning, settle_leftovers
 from harness.reporting.bookkeeping import ResultFiles, Views, final_tables, rebuild, saying
-from harness.sinks.factory import SweepSinks
+from harness.sinks.factory import SweepSinks, live_view
 from harness.sinks.tensorboard import setup_tensorboard, write_experiment
-from harness.sinks.visdom import VisdomSink, parse_url
 from harness.study import workers
 from harness.study.claims import Claim, Search
 from harness.study.locks import claim_lock
@@ -153,9 +152,10 @@ def _run(config: Config, out: Path, storage: optuna.storages.BaseStorage, data: 
     books = ResultFiles(out, model)
     rebuild(books, study, show=False)  # agrees with the study, whatever a crash left
     settle_leftovers(out, study.get_trials(deepcopy=False))  # and so do the checkpoints
-    sinks = SweepSinks(config, out, data, _visdom(config, options, out), books.count_done,
-                       total_points(config), lines=options.progress,
-                       bar=options.progress and not options.child)
+    say = options.progress and not options.child
+    sinks = SweepSinks(config, out, data, live_view(config, options.visdom, out, say),
+                       books.count_done, total_points(config), lines=options.progress,
+                       bar=say)
     recorder = Recorder(study, storage, data, books, sinks.progress, options.progress)
     maximize = config.objective.maximize
     views = Views(out, books, study, config.name, maximize, sinks.refresh)
@@ -294,27 +294,6 @@ def training_settings(config: Config, max_batches: int | None = None) -> Trainin
         # A dry run's mean of two batches is the start of training, where a loss far
         # above the epoch's mean is common: only a non-finite loss is divergence there.
         diverge_above=math.inf if max_batches else config.train.diverge_above)
-
-
-def _visdom(config: Config, options: SweepOptions, out: Path) -> VisdomSink | None:
-    """The live view, from --visdom (a URL or off) or else logging.visdom."""
-    if options.visdom == "off":
-        return None
-    settings = config.logging.visdom
-    if options.visdom is not None:
-        env = settings.env if settings else ""
-        settings = dataclasses.replace(visdom_url(options.visdom), env=env)
-    if settings is None:
-        return None
-    return VisdomSink(settings, config, total_points(config), out / "history.csv",
-                      say=options.progress and not options.child)
-
-
-def visdom_url(url: str) -> VisdomConfig:
-    try:
-        return parse_url(url)
-    except ValueError as err:
-        raise ConfigError(f"--visdom: {err}; or pass --visdom off") from None
 
 
 def _write_model_summary(config: Config, out: Path, data: Dataset, show: bool

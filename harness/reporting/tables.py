@@ -305,3 +305,18 @@ def counts(group: pd.DataFrame) -> dict[str, Any]:
     state = group["state"]
     return {"n": int((state == "COMPLETE").sum()), "n_failed": int((state == "FAIL").sum()),
             "n_pruned": int((state == "PRUNED").sum())}
+
+
+def with_verdicts(top: pd.DataFrame, trials: pd.DataFrame, board: pd.DataFrame,
+                  spec: Spec) -> pd.DataFrame:
+    """The top trials with their configuration's verdict (the leaderboard's), blank for
+    a trial whose configuration is not ranked (every seed of it failed)."""
+    keys = config_columns(trials, spec)
+    if board.empty or "verdict" not in board or not keys:
+        return top
+    runs = trials[["run", *keys]].drop_duplicates("run")
+    verdicts = runs.merge(board[[*keys, "verdict"]], on=keys, how="left").set_index("run")
+    top = top.copy()
+    top.insert(list(top.columns).index("seed") + 1 if "seed" in top else len(top.columns),
+               "verdict", top["run"].map(verdicts["verdict"]))
+    return top

@@ -8,21 +8,44 @@ the guard, and a kind that fails once is off for every trial after (one switch p
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
-from harness.config import Config
+from harness.config import Config, VisdomConfig
 from harness.data import Dataset
+from harness.errors import ConfigError
 from harness.label import read_label
 from harness.sinks.base import Sink
 from harness.sinks.guard import Guarded, Switch
 from harness.sinks.progress import ProgressSink
 from harness.sinks.tensorboard import TensorBoardSink
-from harness.sinks.visdom import VisdomSink
+from harness.sinks.visdom import VisdomSink, parse_url
+from harness.study.search import total_points
 
 EXAMPLES = 256  # test digits a trial's prediction grid picks from
+
+
+def live_view(config: Config, flag: str | None, out: Path, say: bool) -> VisdomSink | None:
+    """The live view, from --visdom (`flag`: a URL or off) or else logging.visdom."""
+    if flag == "off":
+        return None
+    settings = config.logging.visdom
+    if flag is not None:
+        env = settings.env if settings else ""
+        settings = dataclasses.replace(visdom_url(flag), env=env)
+    if settings is None:
+        return None
+    return VisdomSink(settings, config, total_points(config), out / "history.csv", say=say)
+
+
+def visdom_url(url: str) -> VisdomConfig:
+    try:
+        return parse_url(url)
+    except ValueError as err:
+        raise ConfigError(f"--visdom: {err}; or pass --visdom off") from None
 
 
 class SweepSinks:

@@ -221,7 +221,7 @@ class VisdomSink:
         spec = tables.Spec.from_config(to_dict(self.config))
         board = summary.build(trials, spec).board
         top = tables.top_trials(trials, 10, maximize, self.config.objective.metric)
-        top = _with_verdicts(top, trials, board, spec).round(4)
+        top = tables.with_verdicts(top, trials, board, spec).round(4)
         table = top.to_html(index=False, border=0, classes="harness-leaderboard")
         self.viz.text(LEADERBOARD_STYLE + table, win="leaderboard", env=self.env,
                       opts={"title": f"leaderboard ({self.env})", "width": 1000, "height": 280})
@@ -343,17 +343,3 @@ def _finite(trace: tuple[str, list, list]) -> tuple[str, list, list]:
     keep = [i for i, v in enumerate(y) if v is not None and np.isfinite(v)]
     return name, [x[i] for i in keep], [y[i] for i in keep]
 
-
-def _with_verdicts(top: pd.DataFrame, trials: pd.DataFrame, board: pd.DataFrame,
-                   spec: tables.Spec) -> pd.DataFrame:
-    """The top trials with their configuration's verdict (the leaderboard's), blank for
-    a trial whose configuration is not ranked (every seed of it failed)."""
-    keys = tables.config_columns(trials, spec)
-    if board.empty or "verdict" not in board or not keys:
-        return top
-    runs = trials[["run", *keys]].drop_duplicates("run")
-    verdicts = runs.merge(board[[*keys, "verdict"]], on=keys, how="left").set_index("run")
-    top = top.copy()
-    top.insert(list(top.columns).index("seed") + 1 if "seed" in top else len(top.columns),
-               "verdict", top["run"].map(verdicts["verdict"]))
-    return top
