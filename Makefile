@@ -18,8 +18,9 @@ POSTGRES := $(shell command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bi
 sweep: $(STAMP) visdom-assets
 	$(PY) -m harness sweep experiments/quickstart.yaml
 
+# One pytest worker per CPU, a test file's tests on one worker (tests/conftest.py).
 test: $(STAMP) lint postgres browser visdom-assets
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadfile --no-loadscope-reorder
 
 postgres:
 	@test -n "$(POSTGRES)" || { echo "installing PostgreSQL for the distributed tests"; \

@@ -1,4 +1,12 @@
-"""Shared fixtures: small configs, IDX files for MNIST, and a CLI runner."""
+"""Shared fixtures: small configs, IDX files for MNIST, and a CLI runner; and how the
+suite shares the machine.
+
+`make test` runs the test files in parallel, one worker per CPU (pytest-xdist,
+`-n auto --dist loadfile`: a file's tests, and its module fixtures, stay on one worker).
+Every process torch starts here, the workers and the sweeps they run, uses one thread:
+the models are tiny, and two threads per process on a 2-core machine stall at every step
+while another process runs. The slowest files start first, so the workers end together.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +26,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # read when torch loads: no test module has yet
 
 
 def small_config(name: str = "tiny", **sections: Any) -> dict[str, Any]:
@@ -161,6 +170,18 @@ def fill(path: Path, free: int) -> None:
                 f.flush()
         except OSError:
             pass
+
+
+# The files that take longest (pytest --durations=0), first: `make test` gives the files
+# to its workers in this order (--no-loadscope-reorder), and one started last would
+# leave the other worker idle while it runs.
+SLOWEST_FIRST = ("test_cli.py", "test_distributed.py", "test_readme.py", "test_benchmarks.py",
+                 "test_report.py", "test_parallel.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # a file keeps its order
 
 
 # `browser`: one headless Chromium per session for the page tests (tests/browser.py).

@@ -27,28 +27,7 @@ def test_three_workers_one_killed_complete_every_configuration_once(
                                  "--quiet"], env=env, cwd=tmp_path,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                for i in range(3)]
-    study = None
-    deadline = time.monotonic() + 180
-    victim = None
-    while victim is None:  # once 3 trials are done, kill a worker in the middle of one
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-        try:
-            study = optuna.load_study(study_name="distributed", storage=postgres_url)
-        except KeyError:
-            continue
-        trials = study.get_trials(deepcopy=False)
-        if sum(t.state.name == "COMPLETE" for t in trials) < 3:
-            continue
-        for trial in trials:
-            if trial.state.name == "RUNNING" and "owner" in trial.user_attrs:
-                pid = int(trial.user_attrs["owner"].split(":")[-2])
-                victim = next((w for w in workers if w.pid == pid), None), trial
-                if victim[0] is None:
-                    victim = None
-                    continue
-                break
-    process, killed_trial = victim
+    process, killed_trial = freeze_mid_trial(workers, "distributed", postgres_url, done=3)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     for worker in workers:
@@ -69,6 +48,31 @@ def test_three_workers_one_killed_complete_every_configuration_once(
     exported = pd.read_csv(tmp_path / "exported" / "trials.csv")
     assert len(exported) == 12 and (exported.state == "COMPLETE").all()
     assert exported.run.is_unique
+
+
+def freeze_mid_trial(workers, name, postgres_url, done):
+    """Once `done` trials are complete, stop (SIGSTOP) a worker in the middle of one:
+    frozen, and its trial read again as RUNNING, it can finish nothing before it is
+    killed. Returns the worker and its trial."""
+    deadline = time.monotonic() + 180
+    while True:
+        assert time.monotonic() < deadline, "no worker was caught in the middle of a trial"
+        time.sleep(0.2)
+        trials = trials_of(name, postgres_url)
+        if sum(t.state.name == "COMPLETE" for t in trials) < done:
+            continue
+        for trial in trials:
+            owner = trial.user_attrs.get("owner", "")
+            if trial.state.name != "RUNNING" or not owner:
+                continue
+            pid = int(owner.split(":")[-2])
+            worker = next((w for w in workers if w.pid == pid), None)
+            if worker is None:
+                continue
+            os.kill(pid, signal.SIGSTOP)
+            if trials_of(name, postgres_url)[trial.number].state.name == "RUNNING":
+                return worker, trial
+            os.kill(pid, signal.SIGCONT)  # it finished meanwhile: look again
 
 
 # Heartbeats every second, a trial silent for 3 s is stale: the grace period in seconds,

@@ -1,8 +1,9 @@
 """Every `harness` command README.md shows runs as shown, so the README cannot drift
 from the program. Adapted only where this machine cannot do what the README says:
 full MNIST is small IDX files written in its place (no internet), a PostgreSQL server
-is the test's own on loopback, a Visdom server gets a free port, and two results
-directories a reader would already have are copies of the quick start's."""
+is the test's own on loopback, a Visdom server gets a free port, a sweep that a command
+reads but the README does not run is run on less data, and two results directories a
+reader would already have are copies of the quick start's."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from harness.study.search import total_points
 
 README = ROOT / "README.md"
 SLOW_S = 600  # the longest a README command may take here
+PREPARED_TRAIN_SIZE = 600  # the sweeps a command reads but the README does not run
 
 
 def readme_commands() -> list[str]:
@@ -93,9 +95,15 @@ def prepare(words: list[str], root: Path) -> None:
         name = word.split("/")[1]
         configs = {yaml.safe_load(p.read_text())["name"]: p
                    for p in (root / "experiments").glob("*.yaml")}
-        if name in configs:
-            run(root, [sys.executable, "-m", "harness", "sweep",
-                       str(configs[name].relative_to(root)), "--quiet"])
+        if name in configs:  # its config, on less data: only its results are read
+            raw = yaml.safe_load(configs[name].read_text())
+            raw["data"]["train_size"] = PREPARED_TRAIN_SIZE
+            raw["train"]["epochs"] = 1
+            small = root / "prepared" / configs[name].name
+            small.parent.mkdir(exist_ok=True)
+            small.write_text(yaml.safe_dump(raw))
+            run(root, [sys.executable, "-m", "harness", "sweep", str(small), "--out", word,
+                       "--quiet"])
         else:  # a sweep of its own: its own label
             prepare(["results/quickstart"], root)
             shutil.copytree(root / "results" / "quickstart", root / word)

@@ -41,11 +41,8 @@ def twins(tmp_path_factory):
     root = tmp_path_factory.mktemp("twins")
     raw = small_config(name="quick", search={"space": SPACE, "seeds": SEEDS},
                        data={"train_size": 128, "test_size": 64}, train={"epochs": 1})
-    (root / "quick.yaml").write_text(yaml.safe_dump(raw))
     for parent in ("a", "b"):
-        result = run_cli("sweep", "quick.yaml", "--out", f"{parent}/quick", "--quiet",
-                         cwd=root)
-        assert result.returncode == 0, result.stderr
+        run_sweep(parse_config(raw), SweepOptions(out=root / parent / "quick", progress=False))
     return root
 
 
