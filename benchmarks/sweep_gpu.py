@@ -195,9 +195,10 @@ def main() -> None:
     args = parse_args()
     sizes = SMALL if args.small else FULL
     lrs, trials = args.lrs or sizes["lrs"], args.trials or sizes["trials"]
+    train = args.train_size or sizes["train"]
     args.out.mkdir(parents=True, exist_ok=True)
     root = args.out / "data"
-    write_data(root, sizes["train"], sizes["test"])
+    write_data(root, train, sizes["test"])
     population = str(args.population)
     rows = []
     for config, pop in ((grid_config("grid-1", 1, lrs, root, args.device), population),
@@ -210,13 +211,13 @@ def main() -> None:
     sequential["search"]["space"]["lr"] = sequential["search"]["space"]["lr"][
         :max(1, args.sequential_points // len(OPTIMIZERS))]
     rows.append(run_sweep(sequential, args.out, args.device, "off", args.timeout))
-    val = round(sizes["train"] * 0.1)
-    rows.append(ceiling(args, sizes["train"] - val, (val + sizes["test"]) // 2))
+    val = round(train * 0.1)
+    rows.append(ceiling(args, train - val, (val + sizes["test"]) // 2))
     table = pd.DataFrame(rows)
     table.to_csv(args.out / "sweep_gpu.csv", index=False)
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
     header = (f"{name}, torch {torch.__version__}; population {args.population}; "
-              f"{sizes['train']:,} training digits ({'--small' if args.small else 'full'})")
+              f"{train:,} training digits ({'--small' if args.small else 'full'})")
     text = summary(table, header, args.device)
     print(text)
     (args.out / "summary.txt").write_text(text)
@@ -231,6 +232,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--population", type=int, default=32, help="K (default 32)")
     parser.add_argument("--lrs", type=int, help="learning rates in the grids")
     parser.add_argument("--trials", type=int, help="Optuna trials")
+    parser.add_argument("--train-size", type=int, help="training digits (default 60,000, "
+                        "or 2,400 with --small)")
     parser.add_argument("--sequential-points", type=int, default=64,
                         help="points of grid-1 run one at a time (default 64: all)")
     parser.add_argument("--threads", type=int, help="torch's threads in the child processes "

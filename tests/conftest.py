@@ -56,6 +56,12 @@ def write_config(tmp_path: Path):
     return write
 
 
+# A bare environment, as a login shell gives a command: the project, the system's PATH,
+# and the one torch thread every process of the suite uses.
+SHELL_ENV = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
+             "OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"]}
+
+
 def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """`python -m harness ARGS` in a subprocess, as a user runs it."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -55,7 +55,7 @@ def test_sweep_gpu_benchmark_runs_small_on_the_cpu_and_writes_its_table(tmp_path
     result = subprocess.run(
         [sys.executable, "benchmarks/sweep_gpu.py", "--device", "cpu", "--small",
          "--population", "4", "--lrs", "2", "--trials", "6", "--sequential-points", "4",
-         "--threads", "1", "--out", str(out)],
+         "--train-size", "600", "--threads", "1", "--out", str(out)],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
         text=True, timeout=900)
     assert result.returncode == 0, result.stderr

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 import optuna
 import pandas as pd
 import pytest
-from conftest import ROOT, run_cli, small_config
+from conftest import ROOT, SHELL_ENV, run_cli, small_config
 
 from harness.reporting.importance import METHOD
 from harness.study.claims import DEAD
@@ -132,7 +132,7 @@ def launch(tmp_path, config, *flags):
     """`sweep CONFIG --out r --quiet FLAGS` in its own process group, as a shell runs it."""
     return subprocess.Popen(
         [sys.executable, "-m", "harness", "sweep", config, "--out", "r", "--quiet", *flags],
-        cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        cwd=tmp_path, env=SHELL_ENV,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -279,7 +279,7 @@ def test_ctrl_c_with_workers_records_every_running_trial(tmp_path, write_config)
     config = slow_config(write_config)
     process = subprocess.Popen(
         [sys.executable, "-m", "harness", "sweep", config, "--out", "r", "--quiet",
-         "--workers", "2"], cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+         "--workers", "2"], cwd=tmp_path, env=SHELL_ENV,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     trials = tmp_path / "r" / "trials.csv"
     deadline = time.monotonic() + 120
@@ -363,7 +363,7 @@ def test_ran_counts_the_trials_of_a_worker_killed_later(tmp_path, write_config):
     config = str(write_config(raw))
     process = subprocess.Popen(
         [sys.executable, "-m", "harness", "sweep", config, "--out", "r", "--workers", "2"],
-        cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        cwd=tmp_path, env=SHELL_ENV,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     db = tmp_path / "r" / "study.db"
     child = None

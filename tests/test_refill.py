@@ -14,7 +14,7 @@ import optuna
 import pandas as pd
 import pytest
 import torch
-from conftest import ROOT, run_cli, small_config
+from conftest import SHELL_ENV, run_cli, small_config
 from test_groups import assert_same_results, running, sweep
 
 import harness.groups
@@ -166,8 +166,7 @@ def test_kill_9_in_the_middle_of_refills_then_the_same_command_completes(tmp_pat
     config = str(write_config(raw))
     command = [sys.executable, "-m", "harness", "sweep", config, "--out", "r", "--quiet",
                "--population", "4"]
-    process = subprocess.Popen(command, cwd=tmp_path, env={"PYTHONPATH": str(ROOT),
-                                                           "PATH": "/usr/bin:/bin"},
+    process = subprocess.Popen(command, cwd=tmp_path, env=SHELL_ENV,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     study = tmp_path / "r" / "study.db"
     deadline = time.monotonic() + 240
