@@ -246,6 +246,8 @@ def parse_args() -> argparse.Namespace:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the children's
     if args.population < 2:
         parser.error("--population: at least 2")
+    if args.train_size is not None and args.train_size < 100:
+        parser.error("--train-size: at least 100")
     return args
 
 

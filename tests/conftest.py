@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("OMP_NUM_THREADS", "1")  # read when torch loads: no test module has yet
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # read as torch loads, after this line
 
 
 def small_config(name: str = "tiny", **sections: Any) -> dict[str, Any]:
@@ -183,6 +183,12 @@ def fill(path: Path, free: int) -> None:
 # leave the other worker idle while it runs.
 SLOWEST_FIRST = ("test_cli.py", "test_distributed.py", "test_readme.py", "test_benchmarks.py",
                  "test_report.py", "test_parallel.py")
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: the CPUs this process may run on (xdist counts physical cores where
+    psutil is installed, half of them on a machine with two threads per core)."""
+    return len(os.sched_getaffinity(0))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

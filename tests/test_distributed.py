@@ -50,7 +50,8 @@ def test_three_workers_one_killed_complete_every_configuration_once(
     assert exported.run.is_unique
 
 
-def freeze_mid_trial(workers, name, postgres_url, done):
+def freeze_mid_trial(workers: list[subprocess.Popen], name: str, postgres_url: str,
+                     done: int) -> tuple[subprocess.Popen, optuna.trial.FrozenTrial]:
     """Once `done` trials are complete, stop (SIGSTOP) a worker in the middle of one:
     frozen, and its trial read again as RUNNING, it can finish nothing before it is
     killed. Returns the worker and its trial."""
@@ -70,6 +71,7 @@ def freeze_mid_trial(workers, name, postgres_url, done):
             if worker is None:
                 continue
             os.kill(pid, signal.SIGSTOP)
+            time.sleep(1)  # a commit it sent before it stopped lands meanwhile
             if trials_of(name, postgres_url)[trial.number].state.name == "RUNNING":
                 return worker, trial
             os.kill(pid, signal.SIGCONT)  # it finished meanwhile: look again

@@ -156,6 +156,21 @@ def test_on_the_cpu_a_float32_population_trains_exactly_as_its_trials_alone(opti
     """On the CPU each member goes through LeNet's own forward and its own loss: its
     weights and losses are bit for bit those of its trial run alone, however chaotic
     its optimizer."""
+    assert_trains_exactly_as_alone(optimizer)
+
+
+def test_bit_for_bit_holds_with_two_threads_too():
+    """The tests run torch on one thread (conftest.py); a user's torch has a thread per
+    CPU, and splits each layer's work between them."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert_trains_exactly_as_alone("adam")
+    finally:
+        torch.set_num_threads(before)
+
+
+def assert_trains_exactly_as_alone(optimizer):
     members = [dataclasses.replace(m, lr=m.lr * 4) for m in members_for(optimizer)]
     trainer = PopulationTrainer(members, optimizer, BATCH, "cpu")
     assert trainer.net.conv == "loop"

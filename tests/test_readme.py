@@ -87,8 +87,9 @@ def adapt(command: str, sandbox: dict) -> list[str]:
 
 
 def prepare(words: list[str], root: Path) -> None:
-    """The results directories a command reads: a sweep's that the README runs elsewhere
-    (its config is in experiments/), or any other a reader has (the quick start's)."""
+    """The results directories a command reads that no command before it made: a sweep
+    of a config in experiments/, run on less data (only its results are read), or any
+    other a reader has (copies of the quick start's)."""
     for word in words:
         if not word.startswith("results/") or (root / word).exists():
             continue

@@ -37,7 +37,7 @@ def sweeps(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def twins(tmp_path_factory):
-    """One config run twice, as a user would: the same name, two directories."""
+    """One config run twice into two directories (`sweep --out`): one name, two sweeps."""
     root = tmp_path_factory.mktemp("twins")
     raw = small_config(name="quick", search={"space": SPACE, "seeds": SEEDS},
                        data={"train_size": 128, "test_size": 64}, train={"epochs": 1})
