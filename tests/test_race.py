@@ -5,11 +5,11 @@ mean the test knows; real processes for kill -9, --workers and --population."""
 import math
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 
-import optuna
 import pandas as pd
 import pytest
 from conftest import ROOT, small_config
@@ -107,22 +107,30 @@ def test_the_worse_stop_at_their_first_seeds_and_the_equal_leaders_get_every_see
 
 def test_a_race_killed_mid_way_goes_on_where_it_was(tmp_path, write_config):
     process = known(tmp_path, write_config, "--quiet", pause=0.15, wait=False)
-    db = tmp_path / "r" / "study.db"
     deadline = time.monotonic() + 120
-    while True:  # once the race has decided its first round and runs the second
-        assert process.poll() is None and time.monotonic() < deadline
+    # once the race has decided its first round and runs the second
+    while complete_trials(tmp_path / "r" / "study.db") < 10:
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
         time.sleep(0.1)
-        if db.exists():
-            try:
-                trials = optuna.load_study(study_name="race", storage=f"sqlite:///{db}").trials
-            except (KeyError, Exception):
-                continue
-            if sum(t.state.name == "COMPLETE" for t in trials) >= 10:
-                break
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     known(tmp_path, write_config, "--quiet")
     assert seeds_run(tmp_path) == EXPECTED
+
+
+def complete_trials(db):
+    """Read with SQLite alone, as any client may while the sweep writes: Optuna's own
+    client would create the tables it finds missing, racing the sweep that creates them."""
+    if not db.exists():
+        return 0
+    connection = sqlite3.connect(db, timeout=10)
+    try:
+        return connection.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'"
+                                  ).fetchone()[0]
+    except sqlite3.OperationalError:  # the tables are not created yet
+        return 0
+    finally:
+        connection.close()
 
 
 @pytest.mark.parametrize("flags", [["--workers", "2"], ["--population", "4"]])
