@@ -14,6 +14,7 @@ import gzip
 import os
 import shutil
 import socket
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -67,6 +68,22 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Completed
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def count_trials(db: Path, state: str) -> int:
+    """Trials in `state` (RUNNING, COMPLETE...), read with SQLite alone, as any client may
+    while a sweep writes: Optuna's own client would create the tables it finds missing,
+    racing the sweep that creates them."""
+    if not db.exists():
+        return 0
+    connection = sqlite3.connect(db, timeout=10)
+    try:
+        return connection.execute("SELECT COUNT(*) FROM trials WHERE state = ?",
+                                  (state,)).fetchone()[0]
+    except sqlite3.OperationalError:  # the tables are not created yet
+        return 0
+    finally:
+        connection.close()
 
 
 def write_idx(root: Path, n_train: int = 300, n_test: int = 100, gz: bool = False) -> Path:

@@ -3,7 +3,6 @@ results of the same trials run one at a time, each member a whole trial."""
 
 import math
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ import optuna
 import pandas as pd
 import pytest
 import torch
-from conftest import SHELL_ENV, run_cli, small_config
+from conftest import SHELL_ENV, count_trials, run_cli, small_config
 
 import harness.groups
 from harness.book import TrialBook
@@ -285,7 +284,7 @@ def test_kill_9_during_a_population_then_the_same_command_completes(tmp_path, wr
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     study = tmp_path / "r" / "study.db"
     deadline = time.monotonic() + 180
-    while running(study) < 4:
+    while count_trials(study, "RUNNING") < 4:
         assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
         time.sleep(0.05)
     time.sleep(0.5)
@@ -298,20 +297,6 @@ def test_kill_9_during_a_population_then_the_same_command_completes(tmp_path, wr
     errors = [t.user_attrs.get("error") for t in optuna.load_study(
         study_name="tiny", storage=f"sqlite:///{study}").trials]
     assert errors.count(DEAD) == 4  # the population that was killed, rerun once each
-
-
-def running(db):
-    """Trials RUNNING now, read from Optuna's SQLite tables while the sweep writes."""
-    if not db.exists():
-        return 0
-    connection = sqlite3.connect(db, timeout=10)
-    try:
-        return connection.execute("SELECT COUNT(*) FROM trials WHERE state = 'RUNNING'"
-                                  ).fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        connection.close()
 
 
 def test_the_population_is_a_flag_and_a_config_field(tmp_path, write_config):

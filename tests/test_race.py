@@ -5,14 +5,13 @@ mean the test knows; real processes for kill -9, --workers and --population."""
 import math
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 
 import pandas as pd
 import pytest
-from conftest import ROOT, small_config
+from conftest import ROOT, count_trials, small_config
 
 from harness.config import RaceConfig
 from harness.parse import parse_config
@@ -109,28 +108,13 @@ def test_a_race_killed_mid_way_goes_on_where_it_was(tmp_path, write_config):
     process = known(tmp_path, write_config, "--quiet", pause=0.15, wait=False)
     deadline = time.monotonic() + 120
     # once the race has decided its first round and runs the second
-    while complete_trials(tmp_path / "r" / "study.db") < 10:
+    while count_trials(tmp_path / "r" / "study.db", "COMPLETE") < 10:
         assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
         time.sleep(0.1)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     known(tmp_path, write_config, "--quiet")
     assert seeds_run(tmp_path) == EXPECTED
-
-
-def complete_trials(db):
-    """Read with SQLite alone, as any client may while the sweep writes: Optuna's own
-    client would create the tables it finds missing, racing the sweep that creates them."""
-    if not db.exists():
-        return 0
-    connection = sqlite3.connect(db, timeout=10)
-    try:
-        return connection.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'"
-                                  ).fetchone()[0]
-    except sqlite3.OperationalError:  # the tables are not created yet
-        return 0
-    finally:
-        connection.close()
 
 
 @pytest.mark.parametrize("flags", [["--workers", "2"], ["--population", "4"]])

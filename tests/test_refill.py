@@ -14,8 +14,8 @@ import optuna
 import pandas as pd
 import pytest
 import torch
-from conftest import SHELL_ENV, run_cli, small_config
-from test_groups import assert_same_results, running, sweep
+from conftest import SHELL_ENV, count_trials, run_cli, small_config
+from test_groups import assert_same_results, sweep
 
 import harness.groups
 from harness.data import load_dataset
@@ -194,7 +194,7 @@ def test_kill_9_in_the_middle_of_refills_then_the_same_command_completes(tmp_pat
 
 def refilled(db):
     """Whether a trial claimed after the first four is RUNNING (it took a freed place)."""
-    if not db.exists() or running(db) < 4:
+    if not db.exists() or count_trials(db, "RUNNING") < 4:
         return False
     connection = sqlite3.connect(db, timeout=10)
     try:
