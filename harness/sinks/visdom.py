@@ -342,4 +342,3 @@ def _finite(trace: tuple[str, list, list]) -> tuple[str, list, list]:
     name, x, y = trace
     keep = [i for i, v in enumerate(y) if v is not None and np.isfinite(v)]
     return name, [x[i] for i in keep], [y[i] for i in keep]
-
